@@ -1,0 +1,346 @@
+"""Tests for eval.py (CPU, about half a minute): the exact prompt strings, the per-benchmark protocol and avg@k,
+grading of saved responses (function and --score-only), the repetition and self-reflection detectors,
+`evaluate` on a scripted engine, an end-to-end CLI run of a tiny random model on all six benchmarks, the same
+run data-parallel over 2 ranks (torchrun, gloo), and the gold-answer report.
+
+Tests that need the release's benchmark files look for them in ../shared/data next to the checkout (override
+with RLVR_SHARED_DATA); without them they are skipped, or fail when CI is set.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import eval as ev
+import reward
+from rollout import Sample
+
+REPO = Path(__file__).resolve().parent
+SHARED = Path(os.environ.get("RLVR_SHARED_DATA") or REPO.parent / "shared" / "data")
+SIX = ("math500", "aime24", "amc23", "minerva_math", "olympiadbench", "aime25")
+
+
+def need_shared():
+    if not (SHARED / "eval" / "math500" / "test.jsonl").is_file():
+        reason = f"the release's files are not at {SHARED} (set RLVR_SHARED_DATA to their folder)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """data/prepare.py's outputs from the shared copy of the release, once."""
+    need_shared()
+    out = tmp_path_factory.mktemp("prepared")
+    ev.prepare.prepare(SHARED, out)
+    return out
+
+
+def run_cli(*args, torchrun=False, timeout=300):
+    prefix = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"] if torchrun \
+        else [sys.executable]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(prefix + [*map(str, args)], cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                          env=env)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Prompts and protocol
+# ---------------------------------------------------------------------------------------------------
+
+QUESTION = "  Let $f(x)=\\frac{1}{x}$ and $S=\\{1,2\\}$. Find $f(2)^{2}$.\n"
+Q = QUESTION.strip()
+
+# Copied from ../shared/spec/eval.md §1.1-§1.3 (`\n` written as a newline escape), {input} replaced by Q.
+EXPECTED_PROMPTS = {
+    "qwen25-math-cot": "<|im_start|>system\nPlease reason step by step, and put your final answer within \\boxed{}."
+                       "<|im_end|>\n<|im_start|>user\n" + Q + "<|im_end|>\n<|im_start|>assistant\n",
+    "llama": "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\n"
+             "Today Date: 17 Apr 2025\n\n <|eot_id|><|start_header_id|>user<|end_header_id|>\n\n" + Q
+             + "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n",
+    "deepseek-distill": "<｜begin▁of▁sentence｜><｜User｜>" + Q + "<｜Assistant｜><think>\n",
+}
+
+
+@pytest.mark.parametrize("template", sorted(EXPECTED_PROMPTS))
+def test_prompt_strings(template):
+    assert ev.build_prompt(QUESTION, template) == EXPECTED_PROMPTS[template]
+    assert "\\{1,2\\}" in ev.build_prompt(QUESTION, template)  # the question's braces are not format fields
+
+
+def test_prompt_details():
+    assert "\uff5c" in EXPECTED_PROMPTS["deepseek-distill"] and "|" not in EXPECTED_PROMPTS["deepseek-distill"]
+    assert "Today Date: 17 Apr 2025\n\n <|eot_id|>" in ev.build_prompt("q", "llama")  # the single space
+    # Stripped of spaces only (utils.py:281): the newline that ends each template stays.
+    assert ev.build_prompt(" \n q \n ", "qwen25-math-cot").endswith("<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n")
+    with pytest.raises(ValueError, match="unknown template"):
+        ev.build_prompt("q", "qwen-chat")
+
+
+def test_protocol():
+    assert {b: ev.protocol(b) for b in SIX} == {
+        "math500": (1, 0.0), "minerva_math": (1, 0.0), "olympiadbench": (1, 0.0),
+        "aime24": (8, 0.6), "aime25": (8, 0.6), "amc23": (8, 0.6)}
+    assert ev.protocol("aime24", temperature=0) == (1, 0.0)  # greedy draws one sample
+    assert ev.protocol("math500", samples=16, temperature=0.6) == (16, 0.6)
+    with pytest.raises(ValueError, match="greedy needs samples = 1"):
+        ev.protocol("math500", samples=8)
+    with pytest.raises(ValueError, match="ARC"):
+        ev.protocol("arc_c")
+    with pytest.raises(ValueError, match="unknown benchmark"):
+        ev.protocol("gsm8k")
+
+
+def test_average_and_table():
+    results = {b: {"accuracy": acc, "n_problems": 10, "n_samples": 10, "temperature": 0.0,
+                   **{key: None for key, _, _ in ev.COLUMNS[1:]}}
+               for b, acc in zip(SIX, [0.767, 0.208, 0.513, 0.233, 0.354, 0.197])}
+    avg, label = ev.average(results)
+    assert label == "Avg" and avg == pytest.approx(0.37867, abs=1e-5)  # the README's row -> 37.9 (eval.md §2.4)
+    text = ev.table(results)
+    assert "| **Avg** |  |  |  | 37.9 |" in text and "| MATH500 | 10 | 1 | 0.0 | 76.7 | - |" in text
+    del results["aime25"]
+    assert ev.average(results)[1] == "mean of 5"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Detectors
+# ---------------------------------------------------------------------------------------------------
+
+def test_reflection_words():
+    text = "Let me recheck. Rechecking gives 5; re-check: RETHINK it. I rethought and recalculated; recalculation ok."
+    assert ev.count_reflection(text) == 7
+    assert ev.count_reflection("prechecking, therethink, check again, recap, reconsider, verify") == 0
+
+
+def test_repetition_detector():
+    loop = "So the answer is 5. Wait, let me see. "  # 38 characters
+    prose = "We expand the product and collect terms carefully, one power at a time. "
+    assert ev.ends_in_repetition(prose + loop * 8, "length")
+    assert not ev.ends_in_repetition(prose + loop * 8, "stop")  # only responses cut by the length limit
+    assert ev.ends_in_repetition(prose + loop * 8 + loop[:11], "length")  # last copy cut mid-way
+    assert not ev.ends_in_repetition(prose + loop * 4, "length")  # 152 repeating characters < 200
+    paragraph = "".join(f"Step {k}: multiply both sides by {k + 1} and simplify. " for k in range(8))  # ~400 chars
+    assert ev.ends_in_repetition(prose + paragraph * 3, "length")  # 3 copies of a long unit
+    assert not ev.ends_in_repetition(prose + paragraph * 2, "length")  # 2 copies are not a loop
+    assert ev.ends_in_repetition("x" + "0" * 250, "length") and not ev.ends_in_repetition("x" + "0" * 150, "length")
+    counter = " ".join(str(k) for k in range(400))
+    assert not ev.ends_in_repetition(counter, "length")  # documented limit: copies must be identical
+    assert not ev.ends_in_repetition("", "length")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Grading saved responses: the function and --score-only
+# ---------------------------------------------------------------------------------------------------
+
+SAVED = [
+    {"benchmark": "math500", "response": "So $x = \\boxed{\\frac{1}{2}}$.", "gold": "0.5", "tokens": 10,
+     "finish_reason": "stop"},
+    {"benchmark": "math500", "response": "The answer is 0.5", "gold": "0.5", "tokens": 30,  # no box: 0
+     "finish_reason": "length"},
+    {"benchmark": "math500", "response": "\\boxed{3}. Let me recheck: it is \\boxed{4}", "gold": "4", "tokens": 20,
+     "finish_reason": "stop", "paper_stop_response": "\\boxed{3}"},
+    {"benchmark": "math500", "response": "Hmm. " + "I am stuck here. " * 20, "gold": "4", "tokens": 100,
+     "finish_reason": "length"},
+    {"benchmark": "amc23", "problem": 0, "response": "\\boxed{27}", "gold": "27"},
+    {"benchmark": "amc23", "problem": 0, "response": "\\boxed{27.0}", "gold": "27"},
+    {"benchmark": "amc23", "problem": 1, "response": "\\boxed{2700}", "gold": "27"},  # no percentage rescaling
+    {"benchmark": "amc23", "problem": 1, "response": "", "gold": "27"},
+]
+
+
+def test_score_only(tmp_path):
+    path = tmp_path / "saved.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in SAVED))
+    results = ev.score_files([path])
+    assert results["math500"] == {
+        "benchmark": "math500", "accuracy": 0.5, "n_problems": 4, "n_samples": 4, "boxed": 0.5, "mean_tokens": 40.0,
+        "truncated": 0.5, "reflection": 0.25, "repetition": 0.25, "paper_stop": None, "paper_stop_accuracy": None}
+    assert results["amc23"]["accuracy"] == 0.5 and results["amc23"]["n_problems"] == 2
+    assert results["amc23"]["mean_tokens"] is None and results["amc23"]["truncated"] is None
+
+    result = run_cli("eval.py", "--score-only", path)
+    assert result.returncode == 0, result.stderr
+    assert "| MATH500 | 4 | 1 | - | 50.0 | 50.0 | 40 | 50.0 | 25.0 | 25.0 | - | - |" in result.stdout
+    assert "| AMC23 | 2 | 2 | - | 50.0 | 75.0 | - | - | 0.0 | - | - | - |" in result.stdout
+    assert "| **mean of 2** |  |  |  | 50.0 |" in result.stdout
+
+
+def test_score_only_bad_row(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps({"response": "\\boxed{1}"}) + "\n")
+    with pytest.raises(ValueError, match="line 1"):
+        ev.score_files([path])
+
+
+# ---------------------------------------------------------------------------------------------------
+# evaluate() on a scripted engine: exact avg@8 arithmetic, the protocol it asks for, the paper-stop figures
+# ---------------------------------------------------------------------------------------------------
+
+class ScriptedEngine:
+    """Answers problem p's sample i with script(p, i) -> (text, finish_reason); records each generate() call."""
+
+    def __init__(self, tokenizer, questions, script):
+        self.tokenizer, self.questions, self.script, self.calls = tokenizer, questions, script, []
+
+    def generate(self, prompt_token_ids, n, temperature, top_p=1.0, max_tokens=3072, seed=0):
+        self.calls.append(dict(prompts=prompt_token_ids, n=n, temperature=temperature, top_p=top_p,
+                               max_tokens=max_tokens, seed=seed))
+        out = []
+        for ids in prompt_token_ids:
+            question = self.tokenizer.decode(ids).split("<|im_start|>user\n")[1].split("<|im_end|>")[0]
+            p = self.questions.index(question)
+            group = []
+            for i in range(n):
+                text, finish = self.script(p, i)
+                tokens = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+                group.append(Sample(tokens + ([self.tokenizer.eos_token_id] if finish == "stop" else []), finish))
+            out.append(group)
+        return out
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from rlvr import tiny_tokenizer
+    return tiny_tokenizer()
+
+
+def test_evaluate_avg_at_8(data_dir, tokenizer, tmp_path):
+    items = ev.prepare.load_benchmark("amc23", data_dir)[:3]
+    golds = [item["answer"] for item in items]
+    right = [8, 4, 1]  # correct samples of problems 0, 1, 2 -> avg@8 = 13/24
+
+    def script(p, i):
+        if p == 2 and i == 7:  # right before <|im_end|>, wrong after it: only the paper's stop list grades it right
+            return f"\\boxed{{{golds[p]}}}<|im_end|>\n<|im_start|>user\nAgain: \\boxed{{0}}", "stop"
+        return (f"Recheck: \\boxed{{{golds[p]}}}" if i < right[p] else "\\boxed{-1}"), "stop" if i % 2 else "length"
+
+    engine = ScriptedEngine(tokenizer, [item["question"] for item in items], script)
+    result = ev.evaluate(engine, tokenizer, "amc23", data_dir=data_dir, limit=3, max_tokens=64, seed=5,
+                         out_dir=tmp_path)
+    assert result["accuracy"] == pytest.approx(13 / 24)
+    assert (result["n_problems"], result["n_samples"], result["samples"], result["temperature"]) == (3, 24, 8, 0.6)
+    assert result["paper_stop"] == pytest.approx(1 / 24) and result["paper_stop_accuracy"] == pytest.approx(14 / 24)
+    assert result["reflection"] == pytest.approx(13 / 24) and result["boxed"] == 1.0
+    assert result["truncated"] == 0.5 and result["repetition"] == 0.0
+    [call] = engine.calls
+    assert (call["n"], call["temperature"], call["top_p"], call["max_tokens"], call["seed"]) == (8, 0.6, 1.0, 64, 5)
+    expected_ids = tokenizer(ev.build_prompt(items[0]["question"]), add_special_tokens=False)["input_ids"]
+    assert call["prompts"][0] == expected_ids and tokenizer.decode(expected_ids) == ev.build_prompt(items[0]["question"])
+    rows = [json.loads(line) for line in (tmp_path / "amc23.jsonl").read_text().splitlines()]
+    assert rows == result["rows"]
+    assert [(r["problem"], r["sample"]) for r in rows] == [(p, i) for p in range(3) for i in range(8)]
+    last = rows[-1]
+    assert last["response"].endswith("Again: \\boxed{0}") and "<|im_end|>" not in last["response"]  # specials skipped
+    assert (last["answer"], last["correct"], last["paper_stop_response"], last["paper_stop_correct"]) == (
+        "0", 0.0, f"\\boxed{{{golds[2]}}}", 1.0)
+
+    greedy = ScriptedEngine(tokenizer, [i["question"] for i in ev.prepare.load_benchmark("math500", data_dir)[:2]],
+                            lambda p, i: ("", "length"))
+    assert ev.evaluate(greedy, tokenizer, "math500", data_dir=data_dir, limit=2)["accuracy"] == 0.0
+    assert (greedy.calls[0]["n"], greedy.calls[0]["temperature"], greedy.calls[0]["max_tokens"]) == (1, 0.0, 3072)
+
+
+# ---------------------------------------------------------------------------------------------------
+# End to end: a tiny random model through the CLI, 1 rank and 2 ranks
+# ---------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    from rlvr import tiny_model, tiny_tokenizer
+    path = tmp_path_factory.mktemp("tiny_model")
+    tok = tiny_tokenizer()
+    model = tiny_model(tok)
+    tok.save_pretrained(path)
+    model.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def cli_run(data_dir, tiny_model_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval_out")
+    result = run_cli("eval.py", "--model", tiny_model_dir, "--engine", "torch", "--limit", 3, "--max-tokens", 16,
+                     "--data-dir", data_dir, "--out", out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result.stdout
+
+
+def read_rows(path):
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines()]
+
+
+def test_cli_end_to_end(cli_run):
+    out, stdout = cli_run
+    summary = json.loads((out / "results.json").read_text())
+    assert list(summary["benchmarks"]) == list(SIX) and summary["avg_label"] == "Avg"
+    for name in SIX:
+        rows = read_rows(out / f"{name}.jsonl")
+        greedy = name in ("math500", "minerva_math", "olympiadbench")
+        assert len(rows) == (3 if greedy else 24)
+        assert {r["problem"] for r in rows} == {0, 1, 2} and all(r["tokens"] <= 16 for r in rows)
+        assert all(set(r) >= {"question", "response", "answer", "gold", "correct", "tokens", "finish_reason", "sample"}
+                   for r in rows)
+        figures = summary["benchmarks"][name]
+        assert (figures["n_samples"], figures["samples"], figures["temperature"]) == (
+            len(rows), 1 if greedy else 8, 0.0 if greedy else 0.6)
+        assert figures["accuracy"] == sum(r["correct"] for r in rows) / len(rows)
+        assert f"| {ev.NAMES[name]} | 3 | {1 if greedy else 8} |" in stdout
+    assert (out / "table.md").read_text().strip() in stdout and "| **Avg** |" in stdout
+
+
+def test_cli_data_parallel(cli_run, data_dir, tiny_model_dir, tmp_path):
+    """torchrun, 2 ranks over gloo: the greedy rows equal the 1-rank run's; every rank gets the same result."""
+    script = tmp_path / "dp.py"
+    script.write_text(
+        "import json, sys, torch.distributed as dist\n"
+        "import eval as ev\n"
+        "results = ev.run(ev.parse_args(sys.argv[2:]))\n"
+        "json.dump(results, open(f'{sys.argv[1]}/rank{dist.get_rank()}.json', 'w'))\n"
+        "dist.destroy_process_group()\n")
+    out = tmp_path / "out"
+    result = run_cli(script, tmp_path, "--model", tiny_model_dir, "--engine", "torch", "--benchmarks",
+                     "math500,amc23", "--limit", 3, "--max-tokens", 16, "--data-dir", data_dir, "--out", out,
+                     torchrun=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0, rank1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert rank0 == rank1 and rank0["math500"]["n_samples"] == 3 and rank0["amc23"]["n_samples"] == 24
+    one_rank_out, _ = cli_run
+    assert read_rows(out / "math500.jsonl") == read_rows(one_rank_out / "math500.jsonl")  # greedy: identical
+    two, one = read_rows(out / "amc23.jsonl"), read_rows(one_rank_out / "amc23.jsonl")
+    key = lambda r: (r["problem"], r["sample"], r["question"], r["gold"])  # noqa: E731
+    assert [key(r) for r in two] == [key(r) for r in one]  # sampled: same problems, other draws
+
+
+def test_cli_errors():
+    result = run_cli("eval.py", "--model", "m", "--benchmarks", "math500,arc_c")
+    assert result.returncode == 2 and "ARC-Easy / ARC-Challenge" in result.stderr
+    result = run_cli("eval.py")
+    assert result.returncode == 2 and "--model is required" in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------------
+# Gold report
+# ---------------------------------------------------------------------------------------------------
+
+def test_gold_report(data_dir):
+    text, failures, verdicts = ev.gold_report(data_dir)
+    assert failures == 0, text
+    rows = {line.split()[0]: line.split()[1:] for line in text.splitlines()[2:8]}
+    assert rows["math500"] == ["500", "500/500", "500", "500", "500/500"]
+    assert rows["aime24"] == ["30", "30/30", "30", "29", "29/29"]  # one AIME24 solution has no box
+    assert rows["olympiadbench"] == ["675", "675/675", "675", "0", "0/0"]  # its solutions never box the answer
+    # The paper's pipeline cannot score these (eval.md §2.2, §7); ours grades them as a person would.
+    ours = {(name, position, answer): verdict for name, position, answer, verdict, _ in verdicts}
+    assert ours[("math500", 383, "[-2,7]")] and not ours[("math500", 383, "(-2,7)")]
+    assert ours[("math500", 97, "East")] and not ours[("math500", 97, "west")]
+    assert ours[("math500", 257, "864")] and ours[("math500", 467, "15")]
+    assert ours[("minerva_math", 139, "\\lambda_{\\text {red}} / \\sqrt{2}")]
+    assert all(verdict == right for *_, verdict, right in verdicts)
+    assert reward.grade("no box: east", "\\text{east}") == 0.0  # an unboxed response never scores (paper: #97 does)
+
+    result = run_cli("eval.py", "--gold-report", "--data-dir", data_dir)
+    assert result.returncode == 0 and "summary: 0 gold failures, 0 wrong verdicts" in result.stdout
