@@ -1,0 +1,777 @@
+"""rlvr.py — 1-shot RLVR with GRPO (Wang et al. 2025, arXiv 2504.20571): the config with the paper's presets,
+and the training loop.
+
+    torchrun --nproc_per_node=8 rlvr.py --example pi1                      # the paper's π1 run, one 8-GPU node
+    torchrun --nproc_per_node=2 rlvr.py --preset tiny --example pi1 --steps 4 --out runs/tiny   # CPU, gloo
+    torchrun --nproc_per_node=2 rlvr.py --preset toy                       # CPU: a tiny model learns in minutes
+    python rlvr.py --help                                                  # every field of the config
+
+One step, one banner each in `train_step`: generate → grade → advantages → reference log-probs → policy loss
+and backward over token-budget micro-batches → clip and optimizer step → sync weights into the engine. Then
+`main` logs, validates and saves.
+
+Deviations from the paper's run (verl in ypwang61/One-Shot-RLVR@21ed529; ../shared/spec/paper_run.md):
+1. The first step updates the weights. verl's LambdaLR with 0 warmup steps runs update 1 at lr 0 (Adam's
+   moments still absorb its gradient) and stops after 1999 updates (§6); `--steps 2000` here means 2000
+   updates at lr 1e-6, so our step k is the paper's update k+1.
+2. One global token mean over the rollout batch (loss.py, deviation 1) instead of per-micro-batch token means
+   weighted by n/128, so the gradient does not depend on micro-batching or the data-parallel split.
+3. Micro-batches: each rank sorts its sequences by length and fills micro-batches up to a token budget
+   (prompt + response, counted with padding); sequences are right-padded, which is exact under the causal
+   mask. verl packs them (flash-attn varlen) and balances ranks with Karmarkar–Karp; the gradient is the same.
+4. The reward grades the response text only, with our grader (reward.py); verl decodes prompt + response
+   with deepscaler's grader (§3). Validation uses the same grader through eval.py.
+5. Prompt groups are dealt to ranks in contiguous blocks (all G samples of a prompt on one rank); verl
+   reorders the batch for load balance (§2). Each group gets one uid per row, as verl does.
+6. Metrics are reduced over all ranks (verl logs rank 0's actor metrics, and kl_loss of its last micro-batch).
+7. Data order for the full set (DSR-sub): our own seeded permutation per epoch, dropping the last partial
+   batch; verl uses a RandomSampler seeded 1. For k-shot runs every step sees the same duplicated batch.
+8. Checkpoints: the HF export is bf16 with "torch_dtype": "bfloat16" (verl writes fp32 weights, §9); the
+   resumable state is sharded with torch.distributed.checkpoint.
+9. The reference model runs in bf16 on the GPU (offload optional); verl offloads it to CPU. Same numbers.
+"""
+import argparse
+import copy
+import dataclasses
+import inspect
+import itertools
+import json
+import math
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict, get_state_dict,
+                                                     set_state_dict)
+from torch.distributed.elastic.multiprocessing.errors import record
+from torch.distributed.fsdp import CPUOffloadPolicy, FSDPModule, MixedPrecisionPolicy, fully_shard
+from torch.distributed.tensor import DTensor
+from tqdm import tqdm
+
+import loss as L
+import reward
+from data import prepare as data
+from rollout import Sample, TorchEngine, VLLMEngine, eos_token_ids, sync_weights
+
+# ---------------------------------------------------------------------------------------------------
+# Config: one dataclass, the paper's π1 run as defaults; presets; argparse generated from the fields
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Config:
+    preset: str = "qwen2.5-math-1.5b"  # a name in PRESETS; flags override it, it overrides these defaults
+    model: str = "Qwen/Qwen2.5-Math-1.5B"  # HF id or local folder; "tiny" builds a random tiny Qwen2 in code
+    example: str = "pi1"  # pi1..pi1209, a comma list (pi1,pi13), dsr_sub (1209 examples), or toy
+    label: str = ""  # override the label of a single-example run (Table 5 rows 11-13: 12.7, 4, 9292725)
+    perturb_labels: float = 0.0  # fraction of labels replaced by other examples' labels (Appendix C.2.4)
+    data_dir: str = "data"  # where data/prepare.py wrote dsr_sub.jsonl, acc_step_500.json and eval/
+    batch_prompts: int = 128  # prompts per step, all ranks (verl train_batch_size)
+    samples_per_prompt: int = 8  # G, responses per prompt (rollout.n)
+    temperature: float = 0.6  # sampling temperature; also divides the logits of every log-prob and the entropy
+    top_p: float = 1.0  # nucleus sampling mass (1 = off, as the paper)
+    max_prompt_tokens: int = 1024  # longer prompts are dropped when the data is loaded (verl does the same)
+    max_response_tokens: int = 3072  # generation limit; a response that hits it is "truncated"
+    steps: int = 2000  # optimizer updates (the paper's 2000-step run makes 1999, see deviation 1)
+    lr: float = 1e-6  # AdamW learning rate, constant
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    weight_decay: float = 0.01  # AdamW decoupled weight decay, on every parameter as in verl
+    grad_clip: float = 1.0  # global L2 norm clip
+    pg_coef: float = 1.0  # policy-gradient term (0 = entropy-only training, paper §3.4)
+    kl_coef: float = 0.001  # β of the k3 KL to the reference model (0 = off, Table 5)
+    entropy_coef: float = 0.001  # entropy bonus α (0 = off, Table 5)
+    clip_low: float = 0.2  # PPO ratio clip, lower side ε_low
+    clip_high: float = 0.2  # PPO ratio clip, upper side ε_high
+    agg: str = "token-mean"  # loss aggregation: token-mean, seq-mean-token-mean, seq-mean-token-sum-norm
+    scale_adv_by_std: bool = True  # GRPO's (r − mean)/std; off = Dr. GRPO's r − mean
+    reward: str = "outcome"  # outcome (1 if the last box equals the label) or format (1 if any box, App. C.2.3)
+    mini_batches: int = 1  # optimizer steps per rollout batch (1 = the paper: ratio ≡ 1, no old-log-prob pass)
+    epochs: int = 1  # passes over the rollout batch (PPO epochs)
+    micro_batch_tokens: int = 24000  # per-rank token budget of one forward (verl ppo_max_token_len_per_gpu)
+    logprob_chunk_tokens: int = 512  # tokens per chunk of the log-prob/entropy kernel (loss.py)
+    gradient_checkpointing: bool = True
+    ref_offload: bool = False  # keep the reference model's shards in CPU memory (FSDP2 CPUOffloadPolicy)
+    engine: str = "vllm"  # vllm (GPU) or torch (plain PyTorch, any device)
+    gpu_memory_utilization: float = 0.3  # vLLM's share of total GPU memory (vllm.md §1.4)
+    vllm_sleep_level: int = 0  # 0 keeps vLLM resident; 1 offloads its weights during training (vllm.md §3)
+    seed: int = 0  # base seed: rollout seeds derive from (seed, step, rank), the vLLM engine seed is seed + rank
+    eval_every: int = 20  # validate on MATH500 every this many steps and at the end (0 = never)
+    eval_at_start: bool = True  # validate before the first step too (verl val_before_train), logged as step 0
+    eval_limit: int = 0  # validate on the first N MATH500 problems only (0 = all 500)
+    eval_template: str = "qwen25-math-cot"  # eval.py prompt template for validation
+    save_every: int = 20  # checkpoint every this many steps and at the end (0 = only at the end)
+    samples_every: int = 10  # append one prompt group's responses to samples.jsonl every this many steps
+    out: str = ""  # output folder (default runs/<preset>-<example>)
+    resume: bool = False  # continue from the latest complete checkpoint in out/ckpt
+
+
+# Every preset names a run of the paper. Values not stated here are the defaults above (the π1 script).
+# The release has training scripts only for Qwen2.5-Math-1.5B; the other presets keep those settings plus
+# what the paper states for them (8192 response tokens for R1-Distill).
+PRESETS = {
+    "qwen2.5-math-1.5b": {},
+    "qwen2.5-math-7b": dict(model="Qwen/Qwen2.5-Math-7B"),
+    "llama-3.2-3b-instruct": dict(model="meta-llama/Llama-3.2-3B-Instruct", eval_template="llama"),
+    "r1-distill-qwen-1.5b": dict(model="deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", max_response_tokens=8192,
+                                 eval_template="deepseek-distill"),
+    # CPU presets: the real loop (torchrun, FSDP2 over gloo, TorchEngine, sync) on a tiny random Qwen2.
+    "tiny": dict(model="tiny", engine="torch", batch_prompts=4, samples_per_prompt=4, max_response_tokens=24,
+                 steps=4, micro_batch_tokens=2048, logprob_chunk_tokens=64, gradient_checkpointing=False,
+                 eval_every=1, eval_at_start=False, eval_limit=4, save_every=2, samples_every=1),
+    # A task a random tiny model solves by chance (its vocabulary has whole tokens \boxed{0} … \boxed{9}, so
+    # about 1 response in 20 ends in the right box), graded by reward.py: the reward must climb to ≥ 0.9.
+    "toy": dict(model="tiny", engine="torch", example="toy", batch_prompts=16, samples_per_prompt=8,
+                temperature=1.0, max_response_tokens=12, steps=40, lr=3e-3, weight_decay=0.0, kl_coef=0.0,
+                entropy_coef=0.0, micro_batch_tokens=8192, logprob_chunk_tokens=256, gradient_checkpointing=False,
+                eval_every=0, eval_at_start=False, save_every=0, samples_every=10),
+}
+
+
+def _field_comments():
+    """Each field's trailing comment, used as its --help text (the dataclass stays the one place to read)."""
+    source = inspect.getsource(Config)
+    return dict(re.findall(r"^\s+(\w+): [^=]+= .*?(?:  # (.*))?$", source, flags=re.M))
+
+
+def parse_config(argv=None):
+    """defaults < --preset < flags. Every field is a flag (--micro-batch-tokens ...); bools take --no-X."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], argument_default=argparse.SUPPRESS)
+    helps = _field_comments()
+    for f in dataclasses.fields(Config):
+        kind = argparse.BooleanOptionalAction if f.type is bool else None
+        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, action=kind,
+                            type=None if f.type is bool else f.type, help=helps.get(f.name, ""))
+    flags = vars(parser.parse_args(argv))
+    preset = flags.get("preset", Config.preset)
+    if preset not in PRESETS:
+        parser.error(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    cfg = Config(**{**PRESETS[preset], **flags})
+    if cfg.agg not in L.AGG_MODES or cfg.reward not in ("outcome", "format") or cfg.engine not in ("vllm", "torch"):
+        parser.error(f"--agg must be one of {L.AGG_MODES}, --reward outcome|format, --engine vllm|torch")
+    cfg.out = cfg.out or f"runs/{cfg.preset}-{cfg.example.replace(',', '+')}"
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------------------
+# Tiny models for CPU: a random Qwen2 from a config and a byte-level tokenizer built in code
+# ---------------------------------------------------------------------------------------------------
+
+# Qwen2.5-Math's chat template, restricted to what RLVR uses (no tools): a default system turn when the
+# conversation has none, then each turn as <|im_start|>role\ncontent<|im_end|>\n, then the generation
+# prompt. It renders exactly what the released template renders for such conversations.
+QWEN_MATH_CHAT_TEMPLATE = (
+    "{%- if messages[0]['role'] == 'system' %}"
+    "{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
+    "{%- else %}"
+    "{{- '<|im_start|>system\\nPlease reason step by step, and put your final answer within \\\\boxed{}.<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- for message in messages %}"
+    "{%- if not (message['role'] == 'system' and loop.first) %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+TOY_EXAMPLES = [{"name": "toy", "index": 0, "problem": "What is 3 + 4?", "answer": "7"}]
+TOY_TOKENS = [f"\\boxed{{{d}}}" for d in range(10)]
+
+
+def tiny_tokenizer(extra_tokens=()):
+    """A byte-level tokenizer (any text round-trips) with Qwen's special tokens and chat template.
+
+    Ids: 0-255 bytes, 256 <|endoftext|> (eos = pad, as Qwen2.5-Math's base tokenizer), 257 <|im_start|>,
+    258 <|im_end|>, then `extra_tokens` as whole tokens (the toy preset's boxed answers).
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {ch: i for i, ch in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    backend.decoder = decoders.ByteLevel()
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    tok.add_tokens(list(extra_tokens))
+    tok.chat_template = QWEN_MATH_CHAT_TEMPLATE
+    return tok
+
+
+def tiny_model(tokenizer, hidden_size=64, num_layers=2, seed=0):
+    """A random Qwen2ForCausalLM shaped like Qwen2.5-Math-1.5B (GQA, tied embeddings), but tiny."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    config = Qwen2Config(
+        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=4 * hidden_size,
+        num_hidden_layers=num_layers, num_attention_heads=4, num_key_value_heads=2,
+        max_position_embeddings=4096, tie_word_embeddings=True, rms_norm_eps=1e-6,
+        bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(seed)
+    return Qwen2ForCausalLM(config)
+
+
+# Qwen2.5-Math-1.5B's architecture (its config.json), for benchmarks with random weights at the real shape.
+QWEN25_MATH_1_5B = dict(vocab_size=151936, hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
+                        num_attention_heads=12, num_key_value_heads=2, max_position_embeddings=4096,
+                        rope_theta=10000.0, rms_norm_eps=1e-6, tie_word_embeddings=True,
+                        bos_token_id=151643, eos_token_id=151643)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Distributed setup, models, FSDP2
+# ---------------------------------------------------------------------------------------------------
+
+def setup_distributed():
+    """torchrun's env → process group (NCCL on GPU, gloo on CPU). Returns (rank, world_size, device)."""
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    if torch.cuda.is_available():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+        dist.init_process_group("nccl", device_id=device, timeout=timedelta(minutes=30))
+    else:
+        device = torch.device("cpu")
+        dist.init_process_group("gloo", timeout=timedelta(minutes=30),
+                                init_method=None if "MASTER_ADDR" in os.environ else "tcp://127.0.0.1:29533",
+                                rank=rank, world_size=world)
+    return rank, world, device
+
+
+class LogProbLM(torch.nn.Module):
+    """An HF causal LM whose forward returns (log-prob, entropy) of given target tokens, never (N, V) logits.
+
+    It holds the HF model's own `model` and `lm_head`, so parameter names stay HF names. The lm_head weight is
+    used inside this forward, where FSDP2 has it unsharded (a tied weight is the embedding's).
+    """
+
+    def __init__(self, lm):
+        super().__init__()
+        self.model, self.lm_head, self.config = lm.model, lm.lm_head, lm.config
+
+    def forward(self, input_ids, positions, targets, temperature, chunk_size):
+        """input_ids (B, L) right-padded; positions = (rows, cols) of the N hidden states that predict targets (N,)."""
+        hidden = self.model(input_ids=input_ids).last_hidden_state  # causal mask only: exact for right padding
+        return L.token_logprobs_and_entropy(hidden[positions], self.lm_head.weight, targets, temperature,
+                                            chunk_size)
+
+
+def load_model_and_tokenizer(cfg):
+    """The HF causal LM (fp32 master weights) and its tokenizer; `tiny` builds both in code."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+    if cfg.model == "tiny":
+        tokenizer = tiny_tokenizer(TOY_TOKENS if cfg.example == "toy" else ())
+        return tiny_model(tokenizer, seed=cfg.seed), tokenizer
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+    lm = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.float32)
+    try:
+        lm.generation_config = GenerationConfig.from_pretrained(cfg.model)
+    except OSError:  # no generation_config.json: the tokenizer's EOS alone stops generation
+        pass
+    return lm, tokenizer
+
+
+def shard(module, device, mp_dtype=None, offload=False):
+    """FSDP2 (torch 2.13 CPU / 2.14 GPU): fully_shard each decoder layer, then the root.
+
+    Gradients are summed over ranks, not averaged (divide factor 1, plain SUM collectives, which gloo also
+    supports): the loss is already normalised by the global token count, so the sum is the gradient of the
+    global mean.
+    """
+    mp = MixedPrecisionPolicy(param_dtype=mp_dtype, reduce_dtype=torch.float32) if mp_dtype else MixedPrecisionPolicy()
+    kwargs = dict(mp_policy=mp, offload_policy=CPUOffloadPolicy() if offload else None)
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    for layer in module.model.layers:
+        fully_shard(layer, **kwargs)
+    fully_shard(module, **kwargs)
+    for m in module.modules():
+        if isinstance(m, FSDPModule):
+            m.set_gradient_divide_factor(1.0)
+            m.set_force_sum_reduction_for_comms(True)
+    return module
+
+
+def build(cfg, rank, world, device):
+    """Engine first (vLLM must see the process group before FSDP allocates), then policy, reference, AdamW."""
+    lm, tokenizer = load_model_and_tokenizer(cfg)
+    eos = eos_token_ids(tokenizer, lm.generation_config)
+    on_gpu = device.type == "cuda"
+    if cfg.engine == "vllm":
+        assert on_gpu, "--engine vllm needs a GPU; use --engine torch on CPU"
+        engine = VLLMEngine(cfg.model, seed=cfg.seed + rank, max_model_len=cfg.max_prompt_tokens + cfg.max_response_tokens,
+                            gpu_memory_utilization=cfg.gpu_memory_utilization, sleep_level=cfg.vllm_sleep_level)
+    else:
+        engine = TorchEngine(copy.deepcopy(lm).to(device), eos, dtype=torch.bfloat16 if on_gpu else torch.float32)
+    torch.manual_seed(cfg.seed)  # after vLLM, which reseeds every RNG at init (vllm.md §1.3)
+
+    ref = LogProbLM(copy.deepcopy(lm).to(torch.bfloat16 if on_gpu else torch.float32)).requires_grad_(False)
+    ref = shard(ref.to(device), device, offload=cfg.ref_offload).eval()
+    if cfg.gradient_checkpointing:
+        lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    policy = shard(LogProbLM(lm).to(device), device, mp_dtype=torch.bfloat16 if on_gpu else None).train()
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
+                                  weight_decay=cfg.weight_decay)
+    return tokenizer, lm, engine, eos, policy, ref, optimizer
+
+
+# ---------------------------------------------------------------------------------------------------
+# Data: examples, per-step batches, micro-batches
+# ---------------------------------------------------------------------------------------------------
+
+def training_examples(cfg, tokenizer):
+    """The examples of --example, with label experiments applied, tokenized and duplicated the paper's way."""
+    examples = TOY_EXAMPLES if cfg.example == "toy" else data.load_examples(cfg.example, cfg.data_dir)
+    if cfg.label:
+        if len(examples) != 1:
+            raise SystemExit(f"--label overrides the label of a single example; --example {cfg.example} has {len(examples)}")
+        examples = data.override_label(examples, examples[0]["name"], cfg.label)
+    if cfg.perturb_labels:
+        examples = data.perturb_labels(examples, cfg.perturb_labels, cfg.seed)
+    kept = []
+    for ex in examples:
+        ids = tokenizer(data.chat_prompt(tokenizer, ex["problem"]), add_special_tokens=False).input_ids
+        if len(ids) > cfg.max_prompt_tokens:
+            print(f"dropping {ex['name']}: its prompt has {len(ids)} > {cfg.max_prompt_tokens} tokens")
+            continue
+        kept.append({**ex, "prompt_ids": ids})
+    return data.repeat_to_batch(kept, cfg.batch_prompts)
+
+
+def batch_for_step(examples, step, cfg):
+    """The prompts of `step` (1-based), a pure function of (examples, step, seed): resuming needs no loader state.
+
+    A duplicated k-shot set is exactly one batch. A larger set is read in epochs of a seeded permutation,
+    dropping the last partial batch.
+    """
+    if len(examples) == cfg.batch_prompts:
+        return examples
+    per_epoch = len(examples) // cfg.batch_prompts
+    epoch, offset = divmod(step - 1, per_epoch)
+    order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
+    return [examples[i] for i in order[offset * cfg.batch_prompts:(offset + 1) * cfg.batch_prompts].tolist()]
+
+
+def micro_batches(lengths, token_budget):
+    """Sequence indices grouped longest first; a micro-batch of n sequences padded to the longest one holds at
+    most `token_budget` tokens (a single longer sequence gets its own)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    groups, current = [], []
+    for i in order:
+        if current and (len(current) + 1) * lengths[current[0]] > token_budget:
+            groups.append(current)
+            current = []
+        current.append(i)
+    return groups + [current] if current else groups
+
+
+def pack(seqs, idx, pad_id, device):
+    """Right-padded input ids (B, L) and, for the response tokens, the hidden-state positions that predict them.
+
+    Response token j of sequence b sits at prompt_len + j and is predicted by the hidden state one before.
+    Returns input_ids, positions (rows, cols), targets (N,), response lengths (B,).
+    """
+    width = max(len(seqs[i]["prompt_ids"]) + len(seqs[i]["response_ids"]) for i in idx)
+    rows, cols, targets, ids = [], [], [], []
+    for b, i in enumerate(idx):
+        prompt, response = seqs[i]["prompt_ids"], seqs[i]["response_ids"]
+        tokens = prompt + response
+        ids.append(tokens + [pad_id] * (width - len(tokens)))
+        rows += [b] * len(response)
+        cols += range(len(prompt) - 1, len(tokens) - 1)
+        targets += response
+    as_long = lambda x: torch.tensor(x, dtype=torch.long, device=device)
+    return as_long(ids), (as_long(rows), as_long(cols)), as_long(targets), [len(seqs[i]["response_ids"]) for i in idx]
+
+
+def to_padded(flat, lengths):
+    """(N,) values of concatenated responses → (B, T) right-padded, and the (B, T) response mask."""
+    padded = torch.nn.utils.rnn.pad_sequence(torch.split(flat, lengths), batch_first=True)
+    mask = torch.arange(padded.shape[1], device=flat.device)[None, :] < torch.tensor(lengths, device=flat.device)[:, None]
+    return padded, mask
+
+
+def micro_batch_plan(lengths, token_budget, device):
+    """micro_batches(), then split further so every rank runs the same number of forward/backward passes:
+    FSDP2 all-gathers (and reduce-scatters) in each one, so ranks must agree on the count (verl takes the
+    max over ranks too, paper_run.md §5). A rank with too few sequences gets empty micro-batches ([])."""
+    groups = micro_batches(lengths, token_budget)
+    count = torch.tensor([len(groups)], device=device)
+    dist.all_reduce(count, op=dist.ReduceOp.MAX)
+    while len(groups) < count.item():
+        big = max(range(len(groups)), key=lambda g: len(groups[g])) if groups else None
+        if big is None or len(groups[big]) < 2:
+            groups.append([])
+        else:
+            g = groups.pop(big)
+            groups[big:big] = [g[:len(g) // 2], g[len(g) // 2:]]
+    return groups
+
+
+def forward_micro_batch(model, seqs, idx, cfg, pad_id, device):
+    """(logp, entropy, mask), each (B, T), for the responses of seqs[idx]. An empty idx runs a one-token dummy
+    with an all-false mask: it contributes nothing but keeps FSDP's collectives in step across ranks."""
+    if idx:
+        input_ids, positions, targets, lengths = pack(seqs, idx, pad_id, device)
+    else:
+        input_ids, positions, targets, lengths = (torch.full((1, 1), pad_id, device=device),
+                                                  (torch.zeros(1, dtype=torch.long, device=device),) * 2,
+                                                  torch.full((1,), pad_id, device=device), [1])
+    logp, entropy = model(input_ids, positions, targets, cfg.temperature, cfg.logprob_chunk_tokens)
+    logp, mask = to_padded(logp, lengths)
+    return logp, to_padded(entropy, lengths)[0], mask & bool(idx)
+
+
+@torch.no_grad()
+def sequence_logprobs(model, seqs, cfg, pad_id, device):
+    """Per-sequence log-probs under `model` without a graph: the reference model's, or the policy's before an
+    update (old_logp) when one rollout feeds several updates. A list of (R_i,) tensors."""
+    out = [None] * len(seqs)
+    lengths = [len(s["prompt_ids"]) + len(s["response_ids"]) for s in seqs]
+    for idx in micro_batch_plan(lengths, cfg.micro_batch_tokens, device):
+        logp, _, mask = forward_micro_batch(model, seqs, idx, cfg, pad_id, device)
+        for row, i in enumerate(idx):
+            out[i] = logp[row][mask[row]]
+    return out
+
+
+def padded(per_seq, idx, like):
+    """Stack per-sequence (R_i,) tensors of seqs[idx] into the (B, T) layout of `like`."""
+    out = torch.zeros_like(like)
+    for row, i in enumerate(idx):
+        out[row, :len(per_seq[i])] = per_seq[i]
+    return out
+
+
+def update_policy(cfg, policy, optimizer, seqs, adv, ref_logp, old_logp, pad_id, device):
+    """The loss over token-budget micro-batches, backward, global-norm clip and AdamW step: mini_batches ×
+    epochs updates (one in the paper). Returns summed loss stats, ratio extremes, grad norm, pre-update logp."""
+    sums, extremes, grad_norms, pre_update_logp = {}, {"ratio_max": 0.0, "ratio_min_neg": -math.inf}, [], [None] * len(seqs)
+    n_groups = len(seqs) // cfg.samples_per_prompt
+    for epoch, part in itertools.product(range(cfg.epochs), range(cfg.mini_batches)):
+        # mini-batches are whole prompt groups, the same share of every rank's groups
+        lo, hi = part * n_groups // cfg.mini_batches, (part + 1) * n_groups // cfg.mini_batches
+        mb = list(range(lo * cfg.samples_per_prompt, hi * cfg.samples_per_prompt))
+        counts = torch.tensor([sum(len(seqs[i]["response_ids"]) for i in mb), len(mb)], device=device)
+        dist.all_reduce(counts)  # the global token and sequence counts make the loss one global mean
+        optimizer.zero_grad(set_to_none=True)
+        lengths = [len(seqs[i]["prompt_ids"]) + len(seqs[i]["response_ids"]) for i in mb]
+        for local in micro_batch_plan(lengths, cfg.micro_batch_tokens, device):
+            idx = [mb[j] for j in local]
+            logp, entropy, mask = forward_micro_batch(policy, seqs, idx, cfg, pad_id, device)
+            # One update per rollout (the paper): the policy that sampled is the one being trained, ratio ≡ 1.
+            old = logp.detach() if old_logp is None else padded(old_logp, idx, logp)
+            loss, stats = L.policy_loss(
+                logp, old, None if ref_logp is None else padded(ref_logp, idx, logp), adv[idx], mask,
+                clip_low=cfg.clip_low, clip_high=cfg.clip_high, kl_coef=cfg.kl_coef, entropy=entropy,
+                entropy_coef=cfg.entropy_coef, pg_coef=cfg.pg_coef, agg=cfg.agg, num_tokens=counts[0],
+                num_seqs=counts[1], max_response_tokens=cfg.max_response_tokens)
+            loss.backward()
+            for k, v in stats.items():
+                if k not in ("ratio_max", "ratio_min"):
+                    sums["loss/" + k] = sums.get("loss/" + k, 0.0) + v.item()
+            sums["loss/total"] = sums.get("loss/total", 0.0) + loss.item()
+            extremes["ratio_max"] = max(extremes["ratio_max"], stats["ratio_max"].item())
+            extremes["ratio_min_neg"] = max(extremes["ratio_min_neg"], -stats["ratio_min"].item())
+            if old_logp is None:
+                for row, i in enumerate(idx):
+                    pre_update_logp[i] = old[row][mask[row]]
+        grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
+        grad_norm = (grad_norm.full_tensor() if isinstance(grad_norm, DTensor) else grad_norm).item()
+        if not math.isfinite(grad_norm):
+            raise FloatingPointError(f"non-finite gradient norm ({grad_norm}); the loss or the weights hold NaN/inf. "
+                                     "Stopping before the optimizer step; resume from the last checkpoint with a lower --lr.")
+        optimizer.step()
+        grad_norms.append(grad_norm)
+    updates = cfg.epochs * cfg.mini_batches
+    sums = {k: v / updates for k, v in sums.items()}
+    return sums, extremes, sum(grad_norms) / updates, pre_update_logp if old_logp is None else old_logp
+
+
+def rollout_seed(cfg, step, rank, world):
+    """The seed of one generate() call: distinct per (step, rank), a pure function of them (resume replays
+    it), and spaced by 2^20 so vLLM's per-sample seeds (seed + p·n + i) never overlap between calls."""
+    return (cfg.seed * 1_000_003 + step * world + rank) * 2**20
+
+
+def train_step(cfg, step, prompts, tokenizer, engine, policy, ref, optimizer, rank, world, device):
+    """One GRPO step on this rank's prompts. Returns (local metric sums, local maxima, sequences)."""
+    G, timings, t0 = cfg.samples_per_prompt, {}, time.perf_counter()
+    # ---------------- generate: G responses per prompt with the current weights ----------------
+    outputs = engine.generate([p["prompt_ids"] for p in prompts], n=G, temperature=cfg.temperature, top_p=cfg.top_p,
+                              max_tokens=cfg.max_response_tokens, seed=rollout_seed(cfg, step, rank, world))
+    engine.sleep()
+    seqs = [{"example": p, "prompt_ids": p["prompt_ids"], "response_ids": s.token_ids, "engine_logp": s.logprobs,
+             "finish_reason": s.finish_reason} for p, group in zip(prompts, outputs) for s in group]
+    timings["perf/gen_s"] = time.perf_counter() - t0
+    # ---------------- grade: 1 if the last \boxed{} of the response equals the label ----------------
+    t = time.perf_counter()
+    texts = tokenizer.batch_decode([s["response_ids"] for s in seqs], skip_special_tokens=True)
+    formats = [reward.format_reward(text) for text in texts]
+    timeouts_before = reward.stats()["timeouts"]
+    if cfg.reward == "outcome":
+        workers = max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+        rewards = reward.grade_batch(texts, [s["example"]["answer"] for s in seqs], workers=workers)
+    else:
+        rewards = formats
+    for s, text, r in zip(seqs, texts, rewards):
+        s["text"], s["reward"] = text, r
+    timings["perf/grade_s"] = time.perf_counter() - t
+    # ---------------- advantages: normalised within each prompt's group of G ----------------
+    r = torch.tensor(rewards, dtype=torch.float32).view(len(prompts), G)
+    adv = L.group_advantages(r, scale_by_std=cfg.scale_adv_by_std).view(-1).to(device)
+    # ---------------- reference log-probs (the frozen initial model), old log-probs if needed ----------------
+    t = time.perf_counter()
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    ref_logp = sequence_logprobs(ref, seqs, cfg, pad_id, device) if cfg.kl_coef else None
+    several_updates = cfg.mini_batches > 1 or cfg.epochs > 1
+    old_logp = sequence_logprobs(policy, seqs, cfg, pad_id, device) if several_updates else None
+    timings["perf/ref_s"] = time.perf_counter() - t
+    # ---------------- policy loss, backward, clip, AdamW step ----------------
+    t = time.perf_counter()
+    loss_sums, extremes, grad_norm, policy_logp = update_policy(cfg, policy, optimizer, seqs, adv, ref_logp,
+                                                                old_logp, pad_id, device)
+    timings["perf/train_s"] = time.perf_counter() - t
+    # ---------------- sync: the new weights into the engine, one decoder layer at a time ----------------
+    engine.wake(["weights"])
+    timings["perf/sync_s"] = sync_weights(policy, engine)
+    engine.wake(["kv_cache"])
+    timings["perf/step_s"] = time.perf_counter() - t0
+
+    lengths = [len(s["response_ids"]) for s in seqs]
+    gap = sum((torch.tensor(s["engine_logp"], device=device) - lp).abs().sum().item()
+              for s, lp in zip(seqs, policy_logp) if s["engine_logp"] is not None)
+    sums = {"reward/mean": sum(rewards), "reward/format": sum(formats), "responses": len(seqs),
+            "reward/timeouts": reward.stats()["timeouts"] - timeouts_before, "tokens": sum(lengths),
+            "rollout/truncated_frac": sum(s["finish_reason"] == "length" for s in seqs),
+            "rollout/zero_adv_frac": (r == r[:, :1]).all(dim=1).sum().item(), "groups": len(prompts),
+            "sync/logp_gap": gap, **loss_sums}
+    maxes = {"rollout/len_max": max(lengths), "grad_norm": grad_norm, **extremes, **timings}
+    return sums, maxes, seqs
+
+
+def reduce_metrics(sums, maxes, cfg, device):
+    """The one place where metrics meet across ranks: one SUM and one MAX all-reduce, then the means."""
+    ks, km = sorted(sums), sorted(maxes)
+    s = torch.tensor([float(sums[k]) for k in ks], dtype=torch.float64, device=device)
+    m = torch.tensor([float(maxes[k]) for k in km], dtype=torch.float64, device=device)
+    dist.all_reduce(s)
+    dist.all_reduce(m, op=dist.ReduceOp.MAX)
+    s, m = dict(zip(ks, s.tolist())), dict(zip(km, m.tolist()))
+    out = {k: s[k] / s["responses"] for k in ("reward/mean", "reward/format", "rollout/truncated_frac")}
+    out.update({"reward/timeouts": s["reward/timeouts"], "rollout/len_mean": s["tokens"] / s["responses"],
+                "rollout/len_max": m["rollout/len_max"], "rollout/zero_adv_frac": s["rollout/zero_adv_frac"] / s["groups"],
+                "sync/logp_gap": s["sync/logp_gap"] / s["tokens"], "grad_norm": m["grad_norm"], "lr": cfg.lr})
+    out.update({k: v for k, v in s.items() if k.startswith("loss/")})
+    out.update({"loss/ratio_max": m["ratio_max"], "loss/ratio_min": -m["ratio_min_neg"]})
+    out.update({k: v for k, v in m.items() if k.startswith("perf/")})
+    out["perf/tokens_per_s"] = s["tokens"] / m["perf/step_s"]
+    out["perf/gen_tokens_per_s"] = s["tokens"] / m["perf/gen_s"]
+    return out
+
+
+def example_accuracies(seqs):
+    """{dataset index: [sum of rewards, count]} over all ranks: the per-example accuracy of this step."""
+    local = {}
+    for s in seqs:
+        acc = local.setdefault(str(s["example"]["index"]), [0.0, 0])
+        acc[0], acc[1] = acc[0] + s["reward"], acc[1] + 1
+    gathered = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, local)
+    total = {}
+    for part in gathered:
+        for k, (r, n) in part.items():
+            acc = total.setdefault(k, [0.0, 0])
+            acc[0], acc[1] = acc[0] + r, acc[1] + n
+    return total
+
+
+# ---------------------------------------------------------------------------------------------------
+# Checkpoints: (a) resumable sharded state, (b) an HF folder
+# ---------------------------------------------------------------------------------------------------
+
+def _rng_state():
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def save_checkpoint(cfg, step, policy, optimizer, history, rank):
+    """Sharded model + AdamW state (torch.distributed.checkpoint), per-rank RNG states, and the step, data
+    cursor and accuracy history, written to ckpt/step_N.tmp and renamed to ckpt/step_N only when complete.
+    The batch of a step is a pure function of the step, so the step is the data cursor. Keeps the newest."""
+    ckpt_dir = Path(cfg.out) / "ckpt"
+    tmp, final = ckpt_dir / f"step_{step:06d}.tmp", ckpt_dir / f"step_{step:06d}"
+    if rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+    dist.barrier()
+    model_sd, optim_sd = get_state_dict(policy, optimizer)
+    dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp))
+    torch.save(_rng_state(), tmp / f"rng_rank{rank}.pt")
+    if rank == 0:
+        (tmp / "trainer.json").write_text(json.dumps({"step": step, "history": history}))
+    dist.barrier()
+    if rank == 0:
+        os.replace(tmp, final)  # atomic: a folder named step_N is always a complete checkpoint
+        for old in ckpt_dir.glob("step_*"):
+            if old != final:
+                shutil.rmtree(old)
+    dist.barrier()
+
+
+def load_checkpoint(cfg, policy, optimizer, rank):
+    """Restore the newest complete checkpoint; returns (step, history). Half-written ones (*.tmp) are ignored."""
+    done = sorted(p for p in (Path(cfg.out) / "ckpt").glob("step_*") if not p.name.endswith(".tmp"))
+    if not done:
+        raise SystemExit(f"--resume: no complete checkpoint in {Path(cfg.out) / 'ckpt'}")
+    path = done[-1]
+    try:
+        model_sd, optim_sd = get_state_dict(policy, optimizer)
+        state = {"model": model_sd, "optim": optim_sd}
+        dcp.load(state, checkpoint_id=str(path))
+        set_state_dict(policy, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+        trainer = json.loads((path / "trainer.json").read_text())
+        rng = torch.load(path / f"rng_rank{rank}.pt", weights_only=False)
+    except (Exception, dcp.CheckpointException) as e:  # the latter is a BaseException: never train on a partial state
+        raise RuntimeError(f"broken checkpoint {path}: {type(e).__name__}: {str(e)[-500:]}") from e
+    torch.set_rng_state(rng["torch"])
+    np.random.set_state(rng["numpy"])
+    random.setstate(rng["python"])
+    if rng["cuda"] is not None:
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    return trainer["step"], trainer["history"]
+
+
+def export_hf(cfg, step, policy, lm, tokenizer, rank):
+    """An HF folder (bf16 safetensors, config dtype bfloat16, tokenizer) that from_pretrained and vLLM load as
+    saved. Full weights are gathered to rank 0's CPU; written to a temporary name, then renamed."""
+    from transformers import AutoModelForCausalLM
+    full = get_model_state_dict(policy, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if rank == 0:
+        final = Path(cfg.out) / "hf" / f"step_{step:06d}"
+        tmp = final.with_name(final.name + ".tmp")
+        config = copy.deepcopy(lm.config)
+        config.dtype = torch.bfloat16
+        with torch.device("meta"):
+            hf = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+        hf.load_state_dict({k: v.to(torch.bfloat16) for k, v in full.items()}, assign=True, strict=False)
+        hf.tie_weights()
+        missing = [n for n, p in hf.named_parameters() if p.is_meta]
+        assert not missing, f"HF export is missing {missing[:3]}"
+        hf.generation_config = lm.generation_config
+        shutil.rmtree(tmp, ignore_errors=True)
+        hf.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        # transformers 5 writes "dtype"; older loaders (the paper's eval: transformers 4.x, vLLM 0.6) read "torch_dtype"
+        config_path = tmp / "config.json"
+        config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "torch_dtype": "bfloat16"}, indent=2))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+    dist.barrier()
+
+
+# ---------------------------------------------------------------------------------------------------
+# main: build, then per step: train_step → log → validate → save
+# ---------------------------------------------------------------------------------------------------
+
+def validate(cfg, engine, tokenizer, rank, world):
+    """MATH500 accuracy, greedy, through eval.py's protocol and our grader; data-parallel over ranks."""
+    from eval import evaluate
+    result = evaluate(engine, tokenizer, "math500", data_dir=cfg.data_dir, template=cfg.eval_template,
+                      max_tokens=cfg.max_response_tokens, limit=cfg.eval_limit or None, rank=rank, world_size=world)
+    return result["accuracy"]
+
+
+def git_commit():
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def log_line(step, m):
+    keys = ["reward/mean", "reward/format", "rollout/len_mean", "loss/pg", "loss/kl", "loss/entropy", "grad_norm",
+            "sync/logp_gap", "perf/step_s", "eval/math500"]
+    return f"step {step} | " + " | ".join(f"{k} {m[k]:.4g}" for k in keys if k in m)
+
+
+def start_run(cfg, rank):
+    """Refuse to mix two runs in one folder; on resume, drop metric rows past the checkpoint; save the config."""
+    out = Path(cfg.out)
+    metrics = out / "metrics.jsonl"
+    if rank == 0:
+        if metrics.exists() and not cfg.resume:
+            raise SystemExit(f"{metrics} exists: pass --resume to continue that run, or another --out")
+        out.mkdir(parents=True, exist_ok=True)
+        resolved = {**dataclasses.asdict(cfg), "git_commit": git_commit(), "world_size": dist.get_world_size()}
+        (out / "config.json").write_text(json.dumps(resolved, indent=2))
+        print("config: " + json.dumps(resolved))
+    dist.barrier()
+
+
+def run(cfg, rank, world, device):
+    if cfg.batch_prompts % world:
+        raise SystemExit(f"--batch-prompts {cfg.batch_prompts} must divide over {world} ranks (whole prompt groups per rank)")
+    start_run(cfg, rank)
+    tokenizer, lm, engine, _, policy, ref, optimizer = build(cfg, rank, world, device)
+    examples = training_examples(cfg, tokenizer)
+    out, start, history = Path(cfg.out), 0, {}
+    if cfg.resume:
+        start, history = load_checkpoint(cfg, policy, optimizer, rank)
+        if rank == 0 and (out / "metrics.jsonl").exists():
+            rows = [line for line in (out / "metrics.jsonl").read_text().splitlines() if json.loads(line)["step"] <= start]
+            (out / "metrics.jsonl").write_text("".join(row + "\n" for row in rows))
+    sync_weights(policy, engine)  # the engine starts from the policy's weights; checks the name mapping once
+    write = lambda name, row: rank == 0 and open(out / name, "a").write(json.dumps(row) + "\n")
+    if cfg.eval_every and cfg.eval_at_start and start == 0:
+        row = {"step": 0, "eval/math500": validate(cfg, engine, tokenizer, rank, world)}
+        write("metrics.jsonl", row)
+        rank == 0 and tqdm.write(log_line(0, row))
+    per_rank = cfg.batch_prompts // world
+    for step in tqdm(range(start + 1, cfg.steps + 1), initial=start, total=cfg.steps, disable=rank != 0, desc="rlvr"):
+        prompts = batch_for_step(examples, step, cfg)[rank * per_rank:(rank + 1) * per_rank]
+        sums, maxes, seqs = train_step(cfg, step, prompts, tokenizer, engine, policy, ref, optimizer, rank, world, device)
+        metrics = {"step": step, **reduce_metrics(sums, maxes, cfg, device)}
+        if not math.isfinite(metrics["loss/total"]):
+            raise FloatingPointError(f"non-finite loss at step {step}: {metrics['loss/total']}")
+        for index, (total, count) in example_accuracies(seqs).items():
+            history.setdefault(index, []).append(total / count)
+        last = step == cfg.steps
+        if cfg.eval_every and (step % cfg.eval_every == 0 or last):
+            metrics["eval/math500"] = validate(cfg, engine, tokenizer, rank, world)
+        write("metrics.jsonl", metrics)
+        if rank == 0:
+            tqdm.write(log_line(step, metrics))
+        if cfg.samples_every and step % cfg.samples_every == 0:
+            for s in seqs[:cfg.samples_per_prompt]:  # rank 0's first prompt group
+                write("samples.jsonl", {"step": step, "prompt": tokenizer.decode(s["prompt_ids"]), "response": s["text"],
+                                        "answer": s["example"]["answer"], "reward": s["reward"],
+                                        "finish_reason": s["finish_reason"], "tokens": len(s["response_ids"])})
+        if last or (cfg.save_every and step % cfg.save_every == 0):
+            save_checkpoint(cfg, step, policy, optimizer, history, rank)
+            export_hf(cfg, step, policy, lm, tokenizer, rank)
+            if rank == 0:
+                (out / "accuracy_history.json").write_text(json.dumps(history))
+
+
+@record
+def main(argv=None):
+    cfg = parse_config(argv)
+    rank, world, device = setup_distributed()
+    try:
+        run(cfg, rank, world, device)
+    finally:
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
