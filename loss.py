@@ -224,10 +224,18 @@ def _bench_one(method, n_tokens, out_path, hidden_size=1536, vocab=151936, chunk
     logp, ent = fn(hidden, weight, targets, 0.6)
     (logp.sum() + 0.5 * ent.sum()).backward()
     seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    # VmHWM: this process image's peak RSS. Not ru_maxrss, which survives execve and so would include the
+    # RSS of the parent that spawned us (getrusage(2), NOTES).
+    peak = int(next(line for line in open("/proc/self/status") if line.startswith("VmHWM")).split()[1]) * 1024
     torch.save({"logp": logp.detach(), "entropy": ent.detach(), "grad_hidden": hidden.grad,
                 "grad_weight": weight.grad}, out_path)
     print(json.dumps({"seconds": seconds, "peak_extra_gb": (peak - rss_before) / 2**30}))
+
+
+def _affine(points, n):
+    """Extrapolate a quantity that is affine in the token count from its two largest measured points."""
+    (n0, y0), (n1, y1) = sorted(points.items())[-2:]
+    return y1 + (y1 - y0) / (n1 - n0) * (n - n1)
 
 
 def _bench(token_counts=(2048, 4096, 8192), chunk_size=512):
@@ -236,34 +244,39 @@ def _bench(token_counts=(2048, 4096, 8192), chunk_size=512):
     import subprocess
     import sys
     import tempfile
-    print(f"log-prob + entropy forward+backward, fp32 on CPU ({torch.get_num_threads()} threads), "
+    free_gb = int(next(line for line in open("/proc/meminfo") if line.startswith("MemAvailable")).split()[1]) / 2**20
+    print(f"log-prob + entropy forward+backward, fp32 on CPU ({torch.get_num_threads()} threads, {free_gb:.0f} GB free), "
           f"hidden 1536, vocab 151,936 (Qwen2.5-Math-1.5B), T = 0.6, chunk {chunk_size} tokens")
     print(f"{'tokens':>7} {'method':>8} {'peak extra GB':>14} {'seconds':>8}   max rel. error vs naive")
-    rows = {}
+    peak, secs = {"naive": {}, "chunked": {}}, {"naive": {}, "chunked": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for n in token_counts:
             for method in ("naive", "chunked"):
+                if method == "naive" and len(peak["naive"]) >= 2 and _affine(peak["naive"], n) > 0.9 * free_gb:
+                    print(f"{n:>7} {method:>8} {_affine(peak['naive'], n):>14.2f}   (extrapolated: more than the "
+                          f"{free_gb:.0f} GB free, not run)")
+                    continue
                 path = os.path.join(tmp, f"{method}.pt")
                 proc = subprocess.run([sys.executable, __file__, "--bench-one", method, str(n), path, str(chunk_size)],
                                       capture_output=True, text=True)
-                if proc.returncode != 0:  # e.g. the naive (N, V) tensors do not fit in memory
+                if proc.returncode != 0:  # e.g. killed for memory
                     print(f"{n:>7} {method:>8} {'failed (exit ' + str(proc.returncode) + ')':>23}")
                     continue
-                rows[n, method] = json.loads(proc.stdout.strip().splitlines()[-1])
+                r = json.loads(proc.stdout.strip().splitlines()[-1])
+                peak[method][n], secs[method][n] = r["peak_extra_gb"], r["seconds"]
                 err = ""
-                if method == "chunked" and (n, "naive") in rows:
+                if method == "chunked" and n in peak["naive"]:
                     ours, naive = torch.load(path), torch.load(os.path.join(tmp, "naive.pt"))
                     err = "  ".join(f"{k} {((ours[k] - naive[k]).abs().max() / naive[k].abs().max()).item():.1e}"
                                     for k in ours)
-                r = rows[n, method]
                 print(f"{n:>7} {method:>8} {r['peak_extra_gb']:>14.2f} {r['seconds']:>8.2f}   {err}")
-    n_lo, n_hi = token_counts[0], token_counts[-1]
-    for method in ("naive", "chunked"):
-        if (n_lo, method) in rows and (n_hi, method) in rows:  # peak memory is affine in N: a + b·N
-            lo, hi = rows[n_lo, method]["peak_extra_gb"], rows[n_hi, method]["peak_extra_gb"]
-            slope = (hi - lo) / (n_hi - n_lo)
-            print(f"extrapolated to the paper's 24,000-token micro-batch: {method} ≈ "
-                  f"{hi + slope * (24000 - n_hi):.1f} GB")
+    n_max = max(peak["chunked"])
+    naive_peak = peak["naive"].get(n_max) or _affine(peak["naive"], n_max)
+    naive_secs = secs["naive"].get(n_max) or _affine(secs["naive"], n_max)
+    print(f"at {n_max} tokens: peak memory {naive_peak / peak['chunked'][n_max]:.1f}x lower than naive, time "
+          f"{secs['chunked'][n_max] / naive_secs:.2f}x naive's (naive {'measured' if n_max in peak['naive'] else 'extrapolated'})")
+    print(f"extrapolated to the paper's 24,000-token micro-batch: naive ≈ {_affine(peak['naive'], 24000):.1f} GB, "
+          f"chunked ≈ {_affine(peak['chunked'], 24000):.1f} GB")
 
 
 if __name__ == "__main__":

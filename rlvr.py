@@ -261,7 +261,8 @@ class LogProbLM(torch.nn.Module):
 
     def forward(self, input_ids, positions, targets, temperature, chunk_size):
         """input_ids (B, L) right-padded; positions = (rows, cols) of the N hidden states that predict targets (N,)."""
-        hidden = self.model(input_ids=input_ids).last_hidden_state  # causal mask only: exact for right padding
+        # Causal mask only (no attention_mask): exact for right padding. No KV cache in training.
+        hidden = self.model(input_ids=input_ids, use_cache=False).last_hidden_state
         return L.token_logprobs_and_entropy(hidden[positions], self.lm_head.weight, targets, temperature,
                                             chunk_size)
 

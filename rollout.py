@@ -338,7 +338,8 @@ def _bench_sync(repeats=3):
     torch.manual_seed(rank)
     for p in policy.parameters():
         p.data.normal_(0, 0.02)  # each rank fills its own shard
-    engine = TorchEngine(engine_model.to_empty(device=device).to(torch.bfloat16), [config.eos_token_id])
+    engine_model.to_empty(device=device).tie_weights()  # to_empty allocates lm_head apart from the embedding
+    engine = TorchEngine(engine_model.to(torch.bfloat16), [config.eos_token_id])
     times = [sync_weights(policy, engine) for _ in range(repeats)]
     if rank == 0:
         n_params = sum(p.numel() for p in engine.model.parameters())

@@ -2,13 +2,11 @@
 folder once, then checks the counts, the paper's examples pi1/pi2/pi13/pi1209, the duplication, the exact
 pi1 chat prompt, the label experiments, historical-variance ranking, the CLI and the error messages.
 
-Tests that need the release's files look for them in ../shared/data next to the checkout (override with
-RLVR_SHARED_DATA); without them they are skipped, or fail when CI is set.
+The release's files and the prepared data come from conftest.py's `shared_dir` and `data_dir` fixtures.
 """
 import importlib.util
 import io
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -17,7 +15,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent
-SHARED = Path(os.environ.get("RLVR_SHARED_DATA") or REPO.parent / "shared" / "data")
 
 # data/ is a plain folder (no __init__.py): load the file itself, so no installed `data` package can shadow it.
 _spec = importlib.util.spec_from_file_location("data_prepare", REPO / "data" / "prepare.py")
@@ -53,33 +50,15 @@ def run_cli(*args):
                           capture_output=True, text=True, timeout=300)
 
 
-def need_shared():
-    if not (SHARED / "one_shot_rlvr" / "dsr_sub.parquet").is_file():
-        reason = f"the release's files are not at {SHARED} (set RLVR_SHARED_DATA to their folder)"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    """`python data/prepare.py --source <shared data>` into a temporary folder, once."""
-    need_shared()
-    out = tmp_path_factory.mktemp("prepared")
-    result = run_cli("--source", SHARED, "--out", out)
-    assert result.returncode == 0, result.stderr
-    return out
-
-
 # ---------------------------------------------------------------------------------------------------
 # Prepared files
 # ---------------------------------------------------------------------------------------------------
 
-def test_counts_and_files(data_dir):
+def test_counts_and_files(data_dir, shared_dir):
     lines = (data_dir / "dsr_sub.jsonl").read_text(encoding="utf-8").splitlines()
     assert len(lines) == 1209
     assert [json.loads(line)["index"] for line in lines] == list(range(1209))
-    assert (data_dir / "acc_step_500.json").read_bytes() == (SHARED / "one_shot_rlvr" / "acc_step_500.json").read_bytes()
+    assert (data_dir / "acc_step_500.json").read_bytes() == (shared_dir / "one_shot_rlvr" / "acc_step_500.json").read_bytes()
     sizes = {name: len(prepare.load_benchmark(name, data_dir)) for name in prepare.BENCHMARK_SIZES}
     assert sizes == {"math500": 500, "aime24": 30, "aime25": 30, "amc23": 40, "minerva_math": 272, "olympiadbench": 675}
 
@@ -293,10 +272,9 @@ def test_missing_prepared_data(tmp_path):
     assert result.returncode == 1 and hint in result.stderr
 
 
-def test_source_hash_mismatch(tmp_path):
-    need_shared()
+def test_source_hash_mismatch(tmp_path, shared_dir):
     source = tmp_path / "source"
-    shutil.copytree(SHARED, source)
+    shutil.copytree(shared_dir, source)
     target = source / "eval" / "aime25" / "test.jsonl"
     target.write_bytes(target.read_bytes() + b"\n")
     with pytest.raises(ValueError, match=r"aime25/test.jsonl: git blob SHA-1 \w+ does not match a5f37a44"):
@@ -307,7 +285,7 @@ def test_source_hash_mismatch(tmp_path):
     assert not (tmp_path / "out").exists()  # nothing written when a source file is bad
 
 
-def test_download_path(tmp_path, monkeypatch, data_dir):
+def test_download_path(tmp_path, monkeypatch, data_dir, shared_dir):
     # No internet here: serve the pinned release URLs from the local copy, to check the URLs and that the
     # download path writes exactly what --source writes.
     by_url = {prepare.RELEASE_URL + release_path: rel for rel, (release_path, _) in prepare.SOURCE_FILES.items()}
@@ -318,15 +296,14 @@ def test_download_path(tmp_path, monkeypatch, data_dir):
         def __exit__(self, *exc):
             self.close()
 
-    monkeypatch.setattr(prepare.urllib.request, "urlopen", lambda url, timeout: Response((SHARED / by_url[url]).read_bytes()))
+    monkeypatch.setattr(prepare.urllib.request, "urlopen", lambda url, timeout: Response((shared_dir / by_url[url]).read_bytes()))
     prepare.prepare(None, tmp_path)
     for rel in ["dsr_sub.jsonl", "acc_step_500.json"] + [f"eval/{name}.jsonl" for name in prepare.BENCHMARK_SIZES]:
         assert (tmp_path / rel).read_bytes() == (data_dir / rel).read_bytes()
 
 
-def test_release_cross_check():
-    need_shared()
-    files = {rel: (SHARED / rel).read_bytes() for rel in prepare.SOURCE_FILES}
+def test_release_cross_check(shared_dir):
+    files = {rel: (shared_dir / rel).read_bytes() for rel in prepare.SOURCE_FILES}
     dsr_rows = prepare.parquet_rows(files["one_shot_rlvr/dsr_sub.parquet"], "dsr_sub")
     history = json.loads(files["one_shot_rlvr/acc_step_500.json"])
     prepare.check_release_one_shot(files, dsr_rows, history)  # the release as is: passes

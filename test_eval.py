@@ -3,8 +3,7 @@ grading of saved responses (function and --score-only), the repetition and self-
 `evaluate` on a scripted engine, an end-to-end CLI run of a tiny random model on all six benchmarks, the same
 run data-parallel over 2 ranks (torchrun, gloo), and the gold-answer report.
 
-Tests that need the release's benchmark files look for them in ../shared/data next to the checkout (override
-with RLVR_SHARED_DATA); without them they are skipped, or fail when CI is set.
+The release's files and the prepared data come from conftest.py's `shared_dir` and `data_dir` fixtures.
 """
 import json
 import os
@@ -19,25 +18,7 @@ import reward
 from rollout import Sample
 
 REPO = Path(__file__).resolve().parent
-SHARED = Path(os.environ.get("RLVR_SHARED_DATA") or REPO.parent / "shared" / "data")
 SIX = ("math500", "aime24", "amc23", "minerva_math", "olympiadbench", "aime25")
-
-
-def need_shared():
-    if not (SHARED / "eval" / "math500" / "test.jsonl").is_file():
-        reason = f"the release's files are not at {SHARED} (set RLVR_SHARED_DATA to their folder)"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    """data/prepare.py's outputs from the shared copy of the release, once."""
-    need_shared()
-    out = tmp_path_factory.mktemp("prepared")
-    ev.prepare.prepare(SHARED, out)
-    return out
 
 
 def run_cli(*args, torchrun=False, timeout=300):

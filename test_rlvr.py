@@ -16,7 +16,6 @@ import torch
 import rlvr
 
 HERE = Path(__file__).resolve().parent
-SHARED = Path(os.environ.get("RLVR_SHARED_DATA", HERE.parent / "shared" / "data"))
 STEP_KEYS = {"step", "reward/mean", "reward/format", "rollout/len_mean", "rollout/truncated_frac",
              "rollout/zero_adv_frac", "loss/pg", "loss/kl", "loss/entropy", "loss/clip_frac", "grad_norm",
              "sync/logp_gap", "perf/gen_s", "perf/train_s", "perf/sync_s", "perf/tokens_per_s", "eval/math500"}
@@ -30,18 +29,6 @@ def torchrun(args, nproc=2, port=29620, timeout=600):
 
 def rows(path):
     return [json.loads(line) for line in Path(path).read_text().splitlines()]
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    if not (SHARED / "one_shot_rlvr" / "dsr_sub.parquet").exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"shared data missing at {SHARED}")
-        pytest.skip(f"shared data missing at {SHARED} (set RLVR_SHARED_DATA)")
-    out = tmp_path_factory.mktemp("data")
-    subprocess.run([sys.executable, "data/prepare.py", "--source", str(SHARED), "--out", str(out)], cwd=HERE,
-                   check=True, capture_output=True)
-    return out
 
 
 # ---------------------------------------------------------------------------------------------------
