@@ -134,6 +134,8 @@ def kl_k3(logp, ref_logp):
 def aggregate(x, mask, agg, num_tokens=None, num_seqs=None, max_response_tokens=None):
     """Reduce per-token values (B, T) to a scalar. Counts default to this call's; for a loss split over
     micro-batches or ranks the caller passes the global `num_tokens` / `num_seqs` so the pieces sum to the whole.
+    Dr. GRPO's constant defaults to T, the tensors' width (verl's default); pass `max_response_tokens` when
+    micro-batches are padded to different widths, or the constant would change with the split.
     """
     x = torch.where(mask, x, torch.zeros_like(x))  # never x·mask: 0·inf is NaN
     if agg == "token-mean":  # DAPO/verl: every response token weighs the same; longer answers weigh more in total
@@ -142,8 +144,7 @@ def aggregate(x, mask, agg, num_tokens=None, num_seqs=None, max_response_tokens=
     if agg == "seq-mean-token-mean":  # GRPO (Shao et al. 2024, eq. 3): 1/|o_i| per sequence; favours short answers
         return (x.sum(dim=1) / mask.sum(dim=1).clamp(min=1)).sum() / n_seqs
     if agg == "seq-mean-token-sum-norm":  # Dr. GRPO (Liu et al. 2025): per-sequence sum / a constant; no length bias
-        assert max_response_tokens, "seq-mean-token-sum-norm needs max_response_tokens (the constant divisor)"
-        return (x.sum(dim=1) / max_response_tokens).sum() / n_seqs
+        return (x.sum(dim=1) / (max_response_tokens or mask.shape[1])).sum() / n_seqs
     raise ValueError(f"unknown aggregation {agg!r}; choose one of {AGG_MODES}")
 
 

@@ -228,6 +228,9 @@ def test_aggregation_modes_follow_their_formulas():
     assert run("seq-mean-token-mean") == pytest.approx(-3 / 2)
     # seq-mean-token-sum-norm: mean over sequences of per-sequence sums / 4 = (-2/4 + -3/4) / 2
     assert run("seq-mean-token-sum-norm") == pytest.approx(-5 / 8)
+    # without the constant, Dr. GRPO divides by the tensors' width T = 3 (verl's default)
+    default = policy_loss(logp, logp, None, adv, mask, kl_coef=0, entropy_coef=0, agg="seq-mean-token-sum-norm")[0]
+    assert default.item() == pytest.approx((-2 / 3 + -3 / 3) / 2)
     with pytest.raises(ValueError, match="unknown aggregation"):
         run("sum")
 
