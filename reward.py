@@ -22,8 +22,9 @@ How a comparison is decided (cheapest first; the first three run in the caller, 
 Deviations from the paper's graders (spec/eval.md §5-§7, spec/paper_run.md §3), all on purpose:
   * no tolerance: integers and decimals are compared exactly (14917 != 14916, 12.7 != 12.8,
     1.333 != 4/3); only float output with >= 15 significant digits gets a relative 1e-9;
-  * no percentage x100 / /100 variants (7000 != 70 != 0.7); commas are thousands separators only
-    when the gold is a single number (1,2 != 12);
+  * no percentage x100 / /100 variants (7000 != 70 != 0.7); only an explicit percent sign on one side
+    means value/100 (50\\% = 50 = ... and 50\\% = 0.5); commas are thousands separators only when the
+    gold is a single number (1,2 != 12);
   * lists are unordered multisets (1,-2 = -2,1) and never equal their first element; \\pm expands;
   * interval brackets and inequality directions matter ((1,5] != [1,5), x<5 != x>5);
   * units are stripped only after a value, never letters inside an expression ((a+5)(b+2) keeps a);
@@ -1133,7 +1134,8 @@ def _item(s, depth):
     parts = _split_top(s, "\u2208")
     if len(parts) == 2 and _LHS_RE.fullmatch(parts[0].strip()):  # `x \in [-2,7]`
         return _structure(parts[1], depth + 1)
-    if _TEXT_RE.fullmatch(s) and max(len(w) for w in re.findall("[A-Za-z]+", s)) >= 3:
+    # Words, not products of one-letter variables: some word of 3+ letters, or the answer "no" (as "yes").
+    if _TEXT_RE.fullmatch(s) and (max(len(w) for w in re.findall("[A-Za-z]+", s)) >= 3 or s.lower() == "no"):
         words = re.sub(r"[\s\-]+", " ", s.lower())
         return ("text", re.sub(r"^(?:a|an|the) ", "", words))  # `an ellipse` = `ellipse`
     m = _BASE_RE.fullmatch(s)
@@ -1389,8 +1391,8 @@ def _compare(pred, gold, symbolic):
 
 # ----------------------------------------------------------------------------------------------
 # Worker pool: sympy runs only here, each comparison under a hard wall-clock limit. A worker that
-# overruns is SIGKILLed (this also stops loops inside C code) and replaced. Workers come from a
-# forkserver (or spawn) context: the caller may be a threaded torch/CUDA process and is never forked.
+# overruns is SIGKILLed (this also stops loops inside C code) and replaced. Workers are fresh
+# interpreters (`reward.py --worker FD`): the caller, maybe a threaded torch/CUDA process, is never forked.
 # ----------------------------------------------------------------------------------------------
 
 TIMEOUT_S = 2.0          # per symbolic comparison; the paper's eval allowed 3 s (eval.md §2.4)
@@ -1623,7 +1625,25 @@ def _decide_cheap(pred, gold):
         return False, None
     if ctx.too_big:
         _bump("too_big")
+    if verdict is False and _percent_equal(pred, gold, pn, gn):
+        return True, None
     return verdict, (pn, gn)
+
+
+_PERCENT_RE = re.compile(r"%|\bpercent\b", re.IGNORECASE)
+
+
+def _percent_equal(pred, gold, pn, gn):
+    """An explicit percent sign on exactly one side means value/100 there: `50\\%` = 0.5, as `50\\%` = 50
+    (the sign is dropped in normalisation). Without a sign no rescaling happens, so 7000 != 70 != 0.7."""
+    on_pred, on_gold = bool(_PERCENT_RE.search(pred)), bool(_PERCENT_RE.search(gold))
+    if on_pred == on_gold:
+        return False
+    scaled = ("(%s)/100" % pn, gn) if on_pred else (pn, "(%s)/100" % gn)
+    try:
+        return _compare(*scaled, symbolic=False)[0] is True
+    except (_ParseError, _TooBig, RecursionError):
+        return False
 
 
 def _equiv_many(pairs, workers=None, timeout_s=None):
