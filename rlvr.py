@@ -42,7 +42,6 @@ import random
 import re
 import shutil
 import subprocess
-import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -61,7 +60,7 @@ from tqdm import tqdm
 import loss as L
 import reward
 from data import prepare as data
-from rollout import Sample, TorchEngine, VLLMEngine, eos_token_ids, sync_weights
+from rollout import TorchEngine, VLLMEngine, eos_token_ids, sync_weights
 
 # ---------------------------------------------------------------------------------------------------
 # Config: one dataclass, the paper's π1 run as defaults; presets; argparse generated from the fields
@@ -322,7 +321,7 @@ def build(cfg, rank, world, device):
     policy = shard(LogProbLM(lm).to(device), device, mp_dtype=torch.bfloat16 if on_gpu else None).train()
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
                                   weight_decay=cfg.weight_decay)
-    return tokenizer, lm, engine, eos, policy, ref, optimizer
+    return tokenizer, lm, engine, policy, ref, optimizer
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -724,7 +723,7 @@ def run(cfg, rank, world, device):
     if cfg.batch_prompts % world:
         raise SystemExit(f"--batch-prompts {cfg.batch_prompts} must divide over {world} ranks (whole prompt groups per rank)")
     start_run(cfg, rank)
-    tokenizer, lm, engine, _, policy, ref, optimizer = build(cfg, rank, world, device)
+    tokenizer, lm, engine, policy, ref, optimizer = build(cfg, rank, world, device)
     examples = training_examples(cfg, tokenizer)
     out, start, history = Path(cfg.out), 0, {}
     if cfg.resume:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import rlvr
-from rollout import Sample, TorchEngine, eos_token_ids, hf_name, sync_weights
+from rollout import TorchEngine, eos_token_ids, hf_name, sync_weights
 
 HERE = Path(__file__).resolve().parent
 
