@@ -212,11 +212,6 @@ def summarize(rows):
     }
 
 
-def _grading_workers():
-    # Share the node's cores between the ranks on it, as rlvr.py does for the training reward.
-    return max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
-
-
 def _gather(rows, world_size):
     import torch.distributed as dist  # only data-parallel runs need torch here
     assert dist.is_initialized() and dist.get_world_size() == world_size, "world_size > 1 needs the process group"
@@ -251,7 +246,7 @@ def evaluate(engine, tokenizer, benchmark, *, data_dir="data", template="qwen25-
     mine = [(i, item) for i, item in enumerate(items) if i % world_size == rank]
     rows = generate_rows(engine, tokenizer, benchmark, mine, template, samples, temperature, max_tokens,
                          seed + rank * len(items) * samples)
-    grade_rows(rows, workers=_grading_workers())
+    grade_rows(rows)
     if world_size > 1:
         rows = _gather(rows, world_size)
     rows.sort(key=lambda r: (r["problem"], r["sample"]))
@@ -388,7 +383,7 @@ def score_files(paths):
             groups.setdefault(row.get("benchmark") or Path(path).stem, []).append(row)
     results = {}
     for name, rows in groups.items():
-        grade_rows(rows, workers=_grading_workers())
+        grade_rows(rows)
         results[name] = {"benchmark": name, **summarize(rows)}
     return results
 

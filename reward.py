@@ -1648,7 +1648,8 @@ def _percent_equal(pred, gold, pn, gn):
 
 def _equiv_many(pairs, workers=None, timeout_s=None):
     """Verdicts for [(pred, gold)]: cache, then the cheap path, then deduplicated sympy tasks."""
-    workers = max(1, workers or os.cpu_count() or 1)
+    # Default: this node's cores shared by the torchrun ranks on it (each rank grades its own responses).
+    workers = max(1, workers or (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
     timeout_s = TIMEOUT_S if timeout_s is None else timeout_s
     out, todo = [False] * len(pairs), {}
     _bump("calls", len(pairs))
@@ -1717,7 +1718,7 @@ def format_reward(response):
 
 def grade_batch(responses, golds, workers=None, timeout_s=None):
     """[grade(r, g) for r, g in zip(responses, golds)], computed with a cache, deduplication and
-    `workers` processes (default os.cpu_count()) for the comparisons that need sympy."""
+    `workers` processes (default: the cores over LOCAL_WORLD_SIZE) for the comparisons that need sympy."""
     if len(responses) != len(golds):
         raise ValueError("grade_batch: %d responses but %d golds" % (len(responses), len(golds)))
     gold_cache = {}

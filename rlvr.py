@@ -519,8 +519,7 @@ def train_step(cfg, step, prompts, tokenizer, engine, policy, ref, optimizer, ra
     formats = [reward.format_reward(text) for text in texts]
     timeouts_before = reward.stats()["timeouts"]
     if cfg.reward == "outcome":
-        workers = max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
-        rewards = reward.grade_batch(texts, [s["example"]["answer"] for s in seqs], workers=workers)
+        rewards = reward.grade_batch(texts, [s["example"]["answer"] for s in seqs])
     else:
         rewards = formats
     for s, text, r in zip(seqs, texts, rewards):
