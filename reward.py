@@ -1041,9 +1041,10 @@ _FLIP = {"<": ">", ">": "<", "\u2264": "\u2265", "\u2265": "\u2264", "=": "=", "
 _MAX_ITEMS = 40  # longer lists are compared as strings only (pairwise matching is quadratic)
 
 
-def _split_top(s, seps):
-    """Split at separator characters outside all brackets ((, [, {, and their closers)."""
-    parts, depth, start = [], 0, 0
+def _split_top_ops(s, seps):
+    """Split at separator characters outside all brackets ((, [, {, and their closers).
+    Returns (parts, the separators found, in order)."""
+    parts, ops, depth, start = [], [], 0, 0
     for i, c in enumerate(s):
         if c in "([{":
             depth += 1
@@ -1051,24 +1052,18 @@ def _split_top(s, seps):
             depth -= 1
         elif depth == 0 and c in seps:
             parts.append(s[start:i])
-            start = i + 1
-    parts.append(s[start:])
-    return parts
-
-
-def _split_relations(s):
-    parts, ops, depth, start = [], [], 0, 0
-    for i, c in enumerate(s):
-        if c in "([{":
-            depth += 1
-        elif c in ")]}":
-            depth -= 1
-        elif depth == 0 and c in _RELATIONS:
-            parts.append(s[start:i])
             ops.append(c)
             start = i + 1
     parts.append(s[start:])
     return parts, ops
+
+
+def _split_top(s, seps):
+    return _split_top_ops(s, seps)[0]
+
+
+def _split_relations(s):
+    return _split_top_ops(s, _RELATIONS)
 
 
 def _wrapped(s):
