@@ -731,11 +731,16 @@ def run(cfg, rank, world, device):
             rows = [line for line in (out / "metrics.jsonl").read_text().splitlines() if json.loads(line)["step"] <= start]
             (out / "metrics.jsonl").write_text("".join(row + "\n" for row in rows))
     sync_weights(policy, engine)  # the engine starts from the policy's weights; checks the name mapping once
-    write = lambda name, row: rank == 0 and open(out / name, "a").write(json.dumps(row) + "\n")
+    def write(name, row):  # rank 0 appends; one line per row
+        if rank == 0:
+            with open(out / name, "a") as f:
+                f.write(json.dumps(row) + "\n")
+
     if cfg.eval_every and cfg.eval_at_start and start == 0:
         row = {"step": 0, "eval/math500": validate(cfg, engine, tokenizer, rank, world)}
         write("metrics.jsonl", row)
-        rank == 0 and tqdm.write(log_line(0, row))
+        if rank == 0:
+            tqdm.write(log_line(0, row))
     per_rank = cfg.batch_prompts // world
     for step in tqdm(range(start + 1, cfg.steps + 1), initial=start, total=cfg.steps, disable=rank != 0, desc="rlvr"):
         prompts = batch_for_step(examples, step, cfg)[rank * per_rank:(rank + 1) * per_rank]
