@@ -427,7 +427,7 @@ def parse_args(argv=None):
 
 def init_distributed(engine_kind):
     """(rank, world_size, device). Under torchrun, or for vLLM (VLLMEngine adopts a process group even for one
-    process, rollout.py), rlvr.setup_distributed's process group: gloo on CPU, NCCL on GPU."""
+    process, rollout.py), model.setup_distributed's process group: gloo on CPU, NCCL on GPU."""
     import torch
     if "RANK" not in os.environ and engine_kind == "torch":  # one process, no collectives needed
         return 0, 1, torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -438,7 +438,7 @@ def init_distributed(engine_kind):
             port = s.getsockname()[1]
         os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1",
                           MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    from rlvr import setup_distributed  # imported here: rlvr imports eval lazily, never the other way at load
+    from model import setup_distributed
     return setup_distributed()
 
 

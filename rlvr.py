@@ -43,7 +43,6 @@ import re
 import shutil
 import subprocess
 import time
-from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -53,12 +52,12 @@ import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict, get_state_dict,
                                                      set_state_dict)
 from torch.distributed.elastic.multiprocessing.errors import record
-from torch.distributed.fsdp import CPUOffloadPolicy, FSDPModule, MixedPrecisionPolicy, fully_shard
 from torch.distributed.tensor import DTensor
 from tqdm import tqdm
 
 import loss as L
 import reward
+from model import LogProbLM, load_model_and_tokenizer, setup_distributed, shard
 from data import prepare as data
 from rollout import TorchEngine, VLLMEngine, eos_token_ids, sync_weights
 
@@ -163,147 +162,12 @@ def parse_config(argv=None):
 
 
 # ---------------------------------------------------------------------------------------------------
-# Tiny models for CPU: a random Qwen2 from a config and a byte-level tokenizer built in code
+# Build: engine, policy, reference, optimizer
 # ---------------------------------------------------------------------------------------------------
-
-# Qwen2.5-Math's chat template, restricted to what RLVR uses (no tools): a default system turn when the
-# conversation has none, then each turn as <|im_start|>role\ncontent<|im_end|>\n, then the generation
-# prompt. It renders exactly what the released template renders for such conversations.
-QWEN_MATH_CHAT_TEMPLATE = (
-    "{%- if messages[0]['role'] == 'system' %}"
-    "{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
-    "{%- else %}"
-    "{{- '<|im_start|>system\\nPlease reason step by step, and put your final answer within \\\\boxed{}.<|im_end|>\\n' }}"
-    "{%- endif %}"
-    "{%- for message in messages %}"
-    "{%- if not (message['role'] == 'system' and loop.first) %}"
-    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
-    "{%- endif %}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
-)
-
-TOY_EXAMPLES = [{"name": "toy", "index": 0, "problem": "What is 3 + 4?", "answer": "7"}]
-TOY_TOKENS = [f"\\boxed{{{d}}}" for d in range(10)]
-
-
-def tiny_tokenizer(extra_tokens=()):
-    """A byte-level tokenizer (any text round-trips) with Qwen's special tokens and chat template.
-
-    Ids: 0-255 bytes, 256 <|endoftext|> (eos = pad, as Qwen2.5-Math's base tokenizer), 257 <|im_start|>,
-    258 <|im_end|>, then `extra_tokens` as whole tokens (the toy preset's boxed answers).
-    """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {ch: i for i, ch in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
-    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-    backend.decoder = decoders.ByteLevel()
-    tok = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
-    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
-    tok.add_tokens(list(extra_tokens))
-    tok.chat_template = QWEN_MATH_CHAT_TEMPLATE
-    return tok
-
-
-def tiny_model(tokenizer, hidden_size=64, num_layers=2, seed=0):
-    """A random Qwen2ForCausalLM shaped like Qwen2.5-Math-1.5B (GQA, tied embeddings), but tiny."""
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    config = Qwen2Config(
-        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=4 * hidden_size,
-        num_hidden_layers=num_layers, num_attention_heads=4, num_key_value_heads=2,
-        max_position_embeddings=4096, tie_word_embeddings=True, rms_norm_eps=1e-6,
-        bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id)
-    torch.manual_seed(seed)
-    return Qwen2ForCausalLM(config)
-
-
-# Qwen2.5-Math-1.5B's architecture (its config.json), for benchmarks with random weights at the real shape.
-QWEN25_MATH_1_5B = dict(vocab_size=151936, hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
-                        num_attention_heads=12, num_key_value_heads=2, max_position_embeddings=4096,
-                        rope_theta=10000.0, rms_norm_eps=1e-6, tie_word_embeddings=True,
-                        bos_token_id=151643, eos_token_id=151643)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Distributed setup, models, FSDP2
-# ---------------------------------------------------------------------------------------------------
-
-def setup_distributed():
-    """torchrun's env → process group (NCCL on GPU, gloo on CPU). Returns (rank, world_size, device)."""
-    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    if torch.cuda.is_available():
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        torch.cuda.set_device(device)
-        dist.init_process_group("nccl", device_id=device, timeout=timedelta(minutes=30))
-    else:
-        device = torch.device("cpu")
-        dist.init_process_group("gloo", timeout=timedelta(minutes=30),
-                                init_method=None if "MASTER_ADDR" in os.environ else "tcp://127.0.0.1:29533",
-                                rank=rank, world_size=world)
-    return rank, world, device
-
-
-class LogProbLM(torch.nn.Module):
-    """An HF causal LM whose forward returns (log-prob, entropy) of given target tokens, never (N, V) logits.
-
-    It holds the HF model's own `model` and `lm_head`, so parameter names stay HF names. The lm_head weight is
-    used inside this forward, where FSDP2 has it unsharded (a tied weight is the embedding's).
-    """
-
-    def __init__(self, lm):
-        super().__init__()
-        self.model, self.lm_head, self.config = lm.model, lm.lm_head, lm.config
-
-    def forward(self, input_ids, positions, targets, temperature, chunk_size):
-        """input_ids (B, L) right-padded; positions = (rows, cols) of the N hidden states that predict targets (N,)."""
-        # Causal mask only (no attention_mask): exact for right padding. No KV cache in training.
-        hidden = self.model(input_ids=input_ids, use_cache=False).last_hidden_state
-        return L.token_logprobs_and_entropy(hidden[positions], self.lm_head.weight, targets, temperature,
-                                            chunk_size)
-
-
-def load_model_and_tokenizer(cfg):
-    """The HF causal LM (fp32 master weights) and its tokenizer; `tiny` builds both in code."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
-    if cfg.model == "tiny":
-        tokenizer = tiny_tokenizer(TOY_TOKENS if cfg.example == "toy" else ())
-        return tiny_model(tokenizer, seed=cfg.seed), tokenizer
-    tokenizer = AutoTokenizer.from_pretrained(cfg.model)
-    lm = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.float32)
-    try:
-        lm.generation_config = GenerationConfig.from_pretrained(cfg.model)
-    except OSError:  # no generation_config.json: the tokenizer's EOS alone stops generation
-        pass
-    return lm, tokenizer
-
-
-def shard(module, device, mp_dtype=None, offload=False):
-    """FSDP2 (torch 2.13 CPU / 2.14 GPU): fully_shard each decoder layer, then the root.
-
-    Gradients are summed over ranks, not averaged (divide factor 1, plain SUM collectives, which gloo also
-    supports): the loss is already normalised by the global token count, so the sum is the gradient of the
-    global mean.
-    """
-    mp = MixedPrecisionPolicy(param_dtype=mp_dtype, reduce_dtype=torch.float32) if mp_dtype else MixedPrecisionPolicy()
-    kwargs = dict(mp_policy=mp, offload_policy=CPUOffloadPolicy() if offload else None)
-    kwargs = {k: v for k, v in kwargs.items() if v is not None}
-    for layer in module.model.layers:
-        fully_shard(layer, **kwargs)
-    fully_shard(module, **kwargs)
-    for m in module.modules():
-        if isinstance(m, FSDPModule):
-            m.set_gradient_divide_factor(1.0)
-            m.set_force_sum_reduction_for_comms(True)
-    return module
-
 
 def build(cfg, rank, world, device):
     """Engine first (vLLM must see the process group before FSDP allocates), then policy, reference, AdamW."""
-    lm, tokenizer = load_model_and_tokenizer(cfg)
+    lm, tokenizer = load_model_and_tokenizer(cfg.model, seed=cfg.seed, toy=cfg.example == "toy")
     eos = eos_token_ids(tokenizer, lm.generation_config)
     on_gpu = device.type == "cuda"
     if cfg.engine == "vllm":
@@ -327,6 +191,9 @@ def build(cfg, rank, world, device):
 # ---------------------------------------------------------------------------------------------------
 # Data: examples, per-step batches, micro-batches
 # ---------------------------------------------------------------------------------------------------
+
+TOY_EXAMPLES = [{"name": "toy", "index": 0, "problem": "What is 3 + 4?", "answer": "7"}]
+
 
 def training_examples(cfg, tokenizer):
     """The examples of --example, with label experiments applied, tokenized and duplicated the paper's way."""

@@ -298,11 +298,12 @@ def sync_weights(policy, engine):
 def _bench_generate(prompts=16, n=8, max_tokens=256, repeats=2):
     """TorchEngine vs HF generate on the tiny model: 16 copies of the π1 prompt × 8 samples = batch 128, every
     row running to max_tokens. Best of `repeats` after a full-size warm-up (the first call pays the allocator)."""
-    import rlvr
-    tok = rlvr.tiny_tokenizer()
-    prompt = tok(rlvr.data.chat_prompt(tok, "The pressure P exerted by wind on a sail varies jointly as the area A "
+    import model
+    from data import prepare as data
+    tok = model.tiny_tokenizer()
+    prompt = tok(data.chat_prompt(tok, "The pressure P exerted by wind on a sail varies jointly as the area A "
                                        "of the sail and the cube of the wind's velocity V."), add_special_tokens=False).input_ids
-    engine = TorchEngine(rlvr.tiny_model(tok), [10**6])  # an EOS never sampled: every row runs max_tokens
+    engine = TorchEngine(model.tiny_model(tok), [10**6])  # an EOS never sampled: every row runs max_tokens
     ids = torch.tensor([prompt] * (prompts * n))
 
     def ours():
@@ -327,13 +328,13 @@ def _bench_generate(prompts=16, n=8, max_tokens=256, repeats=2):
 
 def _bench_sync(repeats=3):
     """Sync time for Qwen2.5-Math-1.5B's shape (random weights, fp32 FSDP2 shards → bf16 engine), under torchrun."""
-    import rlvr
+    import model
     from transformers import Qwen2Config, Qwen2ForCausalLM
-    rank, world, device = rlvr.setup_distributed()
-    config = Qwen2Config(**rlvr.QWEN25_MATH_1_5B)
+    rank, world, device = model.setup_distributed()
+    config = Qwen2Config(**model.QWEN25_MATH_1_5B)
     with torch.device("meta"):
-        policy, engine_model = rlvr.LogProbLM(Qwen2ForCausalLM(config)), Qwen2ForCausalLM(config)
-    rlvr.shard(policy, device)
+        policy, engine_model = model.LogProbLM(Qwen2ForCausalLM(config)), Qwen2ForCausalLM(config)
+    model.shard(policy, device)
     policy.to_empty(device=device)
     torch.manual_seed(rank)
     for p in policy.parameters():

@@ -113,7 +113,7 @@ def test_repeat_to_batch(data_dir):
 
 
 def test_chat_prompt_pi1(data_dir):
-    from rlvr import tiny_tokenizer  # Qwen2.5-Math's chat template on a byte-level tokenizer
+    from model import tiny_tokenizer  # Qwen2.5-Math's chat template on a byte-level tokenizer
 
     prompt = prepare.chat_prompt(tiny_tokenizer(), prepare.load_examples("pi1", data_dir)[0]["problem"])
     assert len(PI1_CHAT) == 560

@@ -186,7 +186,7 @@ class ScriptedEngine:
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from rlvr import tiny_tokenizer
+    from model import tiny_tokenizer
     return tiny_tokenizer()
 
 
@@ -232,7 +232,7 @@ def test_evaluate_avg_at_8(data_dir, tokenizer, tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory):
-    from rlvr import tiny_model, tiny_tokenizer
+    from model import tiny_model, tiny_tokenizer
     path = tmp_path_factory.mktemp("tiny_model")
     tok = tiny_tokenizer()
     model = tiny_model(tok)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import model as M
 import rlvr
 
 HERE = Path(__file__).resolve().parent
@@ -221,14 +222,14 @@ def fixed_rollout(tok, n_prompts=4, G=4):
 
 def parity_worker(out_path):
     import torch.distributed as dist
-    rank, world, device = rlvr.setup_distributed()
-    tok = rlvr.tiny_tokenizer()
+    rank, world, device = M.setup_distributed()
+    tok = M.tiny_tokenizer()
     results = {}
     for budget in (180, 100_000):
         cfg = rlvr.parse_config(["--preset", "tiny", "--micro-batch-tokens", str(budget), "--kl-coef", "0.1",
                                  "--entropy-coef", "0.01", "--grad-clip", "1e9"])  # the paper's AdamW, lr 1e-6
-        policy = rlvr.shard(rlvr.LogProbLM(rlvr.tiny_model(tok, seed=3)), device)
-        ref = rlvr.shard(rlvr.LogProbLM(rlvr.tiny_model(tok, seed=4)), device).requires_grad_(False)
+        policy = M.shard(M.LogProbLM(M.tiny_model(tok, seed=3)), device)
+        ref = M.shard(M.LogProbLM(M.tiny_model(tok, seed=4)), device).requires_grad_(False)
         optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         seqs, rewards = fixed_rollout(tok)
         adv = rlvr.L.group_advantages(rewards.view(-1, 4)).view(-1)
@@ -256,7 +257,7 @@ def test_one_step_is_identical_across_world_sizes_and_micro_batch_budgets(tmp_pa
             runs[world, budget] = result
     reference = runs[1, 100_000]
     scale = max(g.abs().max().item() for g in reference["grad"].values())
-    initial = rlvr.LogProbLM(rlvr.tiny_model(rlvr.tiny_tokenizer(), seed=3)).state_dict()
+    initial = M.LogProbLM(M.tiny_model(M.tiny_tokenizer(), seed=3)).state_dict()
     assert max((p - initial[n]).abs().max().item() for n, p in reference["param"].items()) > 5e-7  # it moved
     for key, result in runs.items():
         grad_err = max((result["grad"][n] - g).abs().max().item() for n, g in reference["grad"].items())

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import model as M
 import rlvr
 from rollout import TorchEngine, eos_token_ids, hf_name, sync_weights
 
@@ -16,8 +17,8 @@ HERE = Path(__file__).resolve().parent
 
 
 def tiny_engine(seed=0, eos=None):
-    tok = rlvr.tiny_tokenizer()
-    model = rlvr.tiny_model(tok, seed=seed)
+    tok = M.tiny_tokenizer()
+    model = M.tiny_model(tok, seed=seed)
     return tok, TorchEngine(model, eos if eos is not None else [tok.eos_token_id])
 
 
@@ -30,7 +31,7 @@ def prompt_ids(tok, problems):
 # ---------------------------------------------------------------------------------------------------
 
 def test_eos_token_ids_joins_tokenizer_and_generation_config():
-    tok = rlvr.tiny_tokenizer()
+    tok = M.tiny_tokenizer()
     gen = type("GenerationConfig", (), {"eos_token_id": [258, 256]})()
     assert eos_token_ids(tok, gen) == [256, 258]
     assert eos_token_ids(tok, None) == [256]
@@ -121,11 +122,11 @@ def worker(out_path):
     """Runs on each rank under torchrun; writes what the tests assert to out_path (rank 0)."""
     import torch.distributed as dist
     cfg = rlvr.parse_config(["--preset", "tiny"])
-    rank, world, device = rlvr.setup_distributed()
-    tok = rlvr.tiny_tokenizer()
-    lm = rlvr.tiny_model(tok, seed=7)
-    engine = TorchEngine(rlvr.tiny_model(tok, seed=99), [tok.eos_token_id])  # different weights until synced
-    policy = rlvr.shard(rlvr.LogProbLM(lm), device)
+    rank, world, device = M.setup_distributed()
+    tok = M.tiny_tokenizer()
+    lm = M.tiny_model(tok, seed=7)
+    engine = TorchEngine(M.tiny_model(tok, seed=99), [tok.eos_token_id])  # different weights until synced
+    policy = M.shard(M.LogProbLM(lm), device)
     prompts = prompt_ids(tok, ["What is 3 + 4?"])
     result = {}
     sync_weights(policy, engine)
@@ -147,7 +148,7 @@ def worker(out_path):
     result["greedy_before"], result["greedy_after"] = greedy_before, engine.generate(
         prompts, n=1, temperature=0.0, max_tokens=12, seed=0)[0][0].token_ids
     # the policy's own greedy decoding: its full weights in a plain HF model, HF generate
-    reference = rlvr.tiny_model(tok, seed=0)
+    reference = M.tiny_model(tok, seed=0)
     reference.load_state_dict({n: t for n, t in full.items()}, strict=False)
     reference.tie_weights()
     hf_out = reference.generate(torch.tensor(prompts), attention_mask=torch.ones(1, len(prompts[0]), dtype=torch.long),

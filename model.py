@@ -1,0 +1,166 @@
+"""model.py — the models and where they live: loading (HF folders or the tiny in-code ones), the log-prob
+module the loss trains, the PPO critic, FSDP2 sharding and the process group. rlvr.py (the loop), eval.py and
+the benchmarks import this file; it imports no other project file but loss.py.
+"""
+import os
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+from torch.distributed.fsdp import CPUOffloadPolicy, FSDPModule, MixedPrecisionPolicy, fully_shard
+
+import loss as L
+
+# ---------------------------------------------------------------------------------------------------
+# Tiny models for CPU: a random Qwen2 from a config and a byte-level tokenizer built in code
+# ---------------------------------------------------------------------------------------------------
+
+# Qwen2.5-Math's chat template, restricted to what RLVR uses (no tools): a default system turn when the
+# conversation has none, then each turn as <|im_start|>role\ncontent<|im_end|>\n, then the generation
+# prompt. It renders exactly what the released template renders for such conversations.
+QWEN_MATH_CHAT_TEMPLATE = (
+    "{%- if messages[0]['role'] == 'system' %}"
+    "{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
+    "{%- else %}"
+    "{{- '<|im_start|>system\\nPlease reason step by step, and put your final answer within \\\\boxed{}.<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- for message in messages %}"
+    "{%- if not (message['role'] == 'system' and loop.first) %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+TOY_TOKENS = [f"\\boxed{{{d}}}" for d in range(10)]
+
+
+def tiny_tokenizer(extra_tokens=()):
+    """A byte-level tokenizer (any text round-trips) with Qwen's special tokens and chat template.
+
+    Ids: 0-255 bytes, 256 <|endoftext|> (eos = pad, as Qwen2.5-Math's base tokenizer), 257 <|im_start|>,
+    258 <|im_end|>, then `extra_tokens` as whole tokens (the toy preset's boxed answers).
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {ch: i for i, ch in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    backend.decoder = decoders.ByteLevel()
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    tok.add_tokens(list(extra_tokens))
+    tok.chat_template = QWEN_MATH_CHAT_TEMPLATE
+    return tok
+
+
+def tiny_model(tokenizer, hidden_size=64, num_layers=2, seed=0):
+    """A random Qwen2ForCausalLM shaped like Qwen2.5-Math-1.5B (GQA, tied embeddings), but tiny. Two heads of
+    32 over one KV head: vLLM's CPU attention needs head_dim >= 32, and vLLM's Qwen2 derives head_dim from
+    hidden / heads (vllm/model_executor/models/qwen2.py:150)."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    config = Qwen2Config(
+        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=4 * hidden_size,
+        num_hidden_layers=num_layers, num_attention_heads=2, num_key_value_heads=1,
+        max_position_embeddings=4096, tie_word_embeddings=True, rms_norm_eps=1e-6,
+        bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(seed)
+    return Qwen2ForCausalLM(config)
+
+
+# Qwen2.5-Math-1.5B's architecture (its config.json), for benchmarks with random weights at the real shape.
+QWEN25_MATH_1_5B = dict(vocab_size=151936, hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
+                        num_attention_heads=12, num_key_value_heads=2, max_position_embeddings=4096,
+                        rope_theta=10000.0, rms_norm_eps=1e-6, tie_word_embeddings=True,
+                        bos_token_id=151643, eos_token_id=151643)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Distributed setup, models, FSDP2
+# ---------------------------------------------------------------------------------------------------
+
+def setup_distributed():
+    """torchrun's env → process group (NCCL on GPU, gloo on CPU). Returns (rank, world_size, device)."""
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    if torch.cuda.is_available():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+        dist.init_process_group("nccl", device_id=device, timeout=timedelta(minutes=30))
+    else:
+        device = torch.device("cpu")
+        dist.init_process_group("gloo", timeout=timedelta(minutes=30),
+                                init_method=None if "MASTER_ADDR" in os.environ else "tcp://127.0.0.1:29533",
+                                rank=rank, world_size=world)
+    return rank, world, device
+
+
+class LogProbLM(torch.nn.Module):
+    """An HF causal LM whose forward returns (log-prob, entropy) of given target tokens, never (N, V) logits.
+
+    It holds the HF model's own `model` and `lm_head`, so parameter names stay HF names. The lm_head weight is
+    used inside this forward, where FSDP2 has it unsharded (a tied weight is the embedding's).
+    """
+
+    def __init__(self, lm):
+        super().__init__()
+        self.model, self.lm_head, self.config = lm.model, lm.lm_head, lm.config
+
+    def forward(self, input_ids, positions, targets, temperature, chunk_size):
+        """input_ids (B, L) right-padded; positions = (rows, cols) of the N hidden states that predict targets (N,)."""
+        # Causal mask only (no attention_mask): exact for right padding. No KV cache in training.
+        hidden = self.model(input_ids=input_ids, use_cache=False).last_hidden_state
+        return L.token_logprobs_and_entropy(hidden[positions], self.lm_head.weight, targets, temperature,
+                                            chunk_size)
+
+
+def load_model_and_tokenizer(name, *, seed=0, toy=False):
+    """The HF causal LM (fp32 master weights) and its tokenizer from a folder or hub id; "tiny" builds both in
+    code (seeded by `seed`; `toy` adds the toy task's boxed-digit tokens)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+    if name == "tiny":
+        tokenizer = tiny_tokenizer(TOY_TOKENS if toy else ())
+        return tiny_model(tokenizer, seed=seed), tokenizer
+    tokenizer = AutoTokenizer.from_pretrained(name)
+    lm = AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32)
+    try:
+        lm.generation_config = GenerationConfig.from_pretrained(name)
+    except OSError:  # no generation_config.json: the tokenizer's EOS alone stops generation
+        pass
+    return lm, tokenizer
+
+
+def save_hf_folder(lm, tokenizer, path):
+    """Write an in-code model as an HF folder (fp32 safetensors, config, generation config, tokenizer): vLLM
+    loads models from folders only. Written to a temporary name and renamed, so a folder is always complete."""
+    import shutil
+    tmp = f"{path}.tmp{os.getpid()}"
+    lm.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(tmp, path)
+    return path
+
+
+def shard(module, device, mp_dtype=None, offload=False):
+    """FSDP2 (torch 2.13 CPU / 2.14 GPU): fully_shard each decoder layer, then the root.
+
+    Gradients are summed over ranks, not averaged (divide factor 1, plain SUM collectives, which gloo also
+    supports): the loss is already normalised by the global token count, so the sum is the gradient of the
+    global mean.
+    """
+    mp = MixedPrecisionPolicy(param_dtype=mp_dtype, reduce_dtype=torch.float32) if mp_dtype else MixedPrecisionPolicy()
+    kwargs = dict(mp_policy=mp, offload_policy=CPUOffloadPolicy() if offload else None)
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    for layer in module.model.layers:
+        fully_shard(layer, **kwargs)
+    fully_shard(module, **kwargs)
+    for m in module.modules():
+        if isinstance(m, FSDPModule):
+            m.set_gradient_divide_factor(1.0)
+            m.set_force_sum_reduction_for_comms(True)
+    return module
+
+
