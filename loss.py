@@ -1,7 +1,8 @@
-"""loss.py — the GRPO objective of 1-shot RLVR as pure tensor functions.
+"""loss.py — the GRPO and PPO objectives of 1-shot RLVR as pure tensor functions.
 
 What it owns: group-normalised advantages, per-token log-probs and entropy that never materialise the
-(N, V) logits, the k3 KL estimator, and the clipped policy-gradient loss with its aggregation modes.
+(N, V) logits, the k3 KL estimator, and the clipped policy-gradient loss with its aggregation modes; for PPO
+(the paper's Table 4 / Table 10 PPO rows), GAE advantages and returns, batch whitening, and the clipped value loss.
 It imports torch only: no model, config object, process group or global; every hyperparameter is a keyword.
 
     python loss.py --bench      # memory and time of log-prob + entropy, naive vs chunked (Qwen2.5-Math-1.5B dims)
@@ -17,8 +18,18 @@ Deviations from the paper's run (verl in ypwang61/One-Shot-RLVR@21ed529, ../shar
    chunk's logits to fp32 before dividing by T. Same inputs, one rounding fewer.
 3. A group of one sample (G = 1) gets advantage 0, since r − mean = 0; verl uses mean 0 and std 1 there
    (advantage = r). The paper's run has G = 8 and never reaches that branch.
+4. PPO's GAE ends each episode at the response's last token: the value after it is 0 and padded positions
+   hold 0. verl's loop (core_algos.compute_gae_advantage_return) runs through the padded positions of the
+   (B, 3072) tensor, where the critic's mask, shifted by one (dp_critic.py: attention_mask[:, -R-1:-1]),
+   keeps one extra value, V at the EOS position. With γ = λ = 1 (the paper's setting) the sum telescopes and
+   both give A_t = R − V_t exactly; with γ or λ < 1 verl bootstraps from that extra value.
+5. The value loss is aggregated like the policy loss (deviation 1: one global mean, not n_m/128-weighted
+   micro-batch means) over the response tokens only; verl's critic update, with the same shifted mask, also
+   fits that extra post-EOS position toward its return 0.
 Unchanged from the paper's run: unbiased std + 1e-6 (§4), clip 0.2 on both sides, the k3 ("low_var_kl")
 estimator clamped to ±10, the entropy bonus with its gradient, and all log-probs and the entropy at T = 0.6.
+For PPO, as verl: the reward on the last response token, whitening over all response tokens of the batch
+(mean, unbiased variance, rsqrt(var + 1e-8)) and ½·max of the clipped and unclipped squared errors.
 """
 import torch
 
@@ -159,14 +170,14 @@ def policy_loss(logp, old_logp, ref_logp, adv, mask, *, clip_low=0.2, clip_high=
     the paper's Table 5 ablations and entropy-only training (pg_coef = 0). At ratio = 1 the gradient of the
     clipped term is exactly −adv per token (torch.maximum splits a tie's gradient half and half).
 
-    Shapes: logp, old_logp, ref_logp, entropy, mask (B, T); adv (B,). mask is 1 on response tokens, EOS
-    included. Returns (loss, stats): stats are detached and aggregated like the loss (so they sum over
+    Shapes: logp, old_logp, ref_logp, entropy, mask (B, T); adv (B,) per sequence (GRPO) or (B, T) per token
+    (PPO's GAE). mask is 1 on response tokens, EOS included. Returns (loss, stats): stats are detached and aggregated like the loss (so they sum over
     micro-batches and ranks, given global counts), except ratio_max / ratio_min over this call's tokens.
     """
     B, T = logp.shape
     for name, t in (("old_logp", old_logp), ("ref_logp", ref_logp), ("entropy", entropy), ("mask", mask)):
         assert t is None or t.shape == (B, T), f"{name} must be ({B}, {T}) like logp, got {tuple(t.shape)}"
-    assert adv.shape == (B,), f"adv must be ({B},), got {tuple(adv.shape)}"
+    assert adv.shape in ((B,), (B, T)), f"adv must be ({B},) or ({B}, {T}), got {tuple(adv.shape)}"
     if kl_coef and ref_logp is None:
         raise ValueError("kl_coef > 0 needs ref_logp")
     if entropy_coef and entropy is None:
@@ -176,7 +187,7 @@ def policy_loss(logp, old_logp, ref_logp, adv, mask, *, clip_low=0.2, clip_high=
     # Padded positions may hold anything, even inf: select them away first, so they get exactly zero gradient.
     logp = torch.where(mask, logp, zero)
     ratio = torch.exp(logp - torch.where(mask, old_logp, zero))
-    neg_adv = -adv[:, None]
+    neg_adv = -adv[:, None] if adv.dim() == 1 else -torch.where(mask, adv, zero)
     pg_plain, pg_clipped = neg_adv * ratio, neg_adv * ratio.clamp(1 - clip_low, 1 + clip_high)
     pg = torch.maximum(pg_plain, pg_clipped)
     token_loss = pg_coef * pg if pg_coef else zero
@@ -196,6 +207,97 @@ def policy_loss(logp, old_logp, ref_logp, adv, mask, *, clip_low=0.2, clip_high=
         valid_ratio = ratio[mask] if mask.any() else ratio.new_ones(1)
         stats["ratio_max"], stats["ratio_min"] = valid_ratio.max(), valid_ratio.min()
     return loss, {k: v.detach() for k, v in stats.items()}
+
+
+# ---------------------------------------------------------------------------------------------------
+# PPO: GAE on a learned critic's values, batch whitening, the clipped value loss
+# ---------------------------------------------------------------------------------------------------
+
+def last_token_rewards(rewards, mask):
+    """The outcome reward on each response's last token, 0 elsewhere (verl's naive reward manager, §3).
+
+    Shapes: rewards (B,), mask (B, T) -> (B, T).
+    """
+    assert rewards.shape == mask.shape[:1], f"rewards must be ({mask.shape[0]},), got {tuple(rewards.shape)}"
+    last = (mask.sum(dim=1) - 1).clamp(min=0)
+    out = torch.zeros(mask.shape, dtype=torch.promote_types(rewards.dtype, torch.float32), device=mask.device)
+    return torch.where(mask.bool(), out.scatter(1, last[:, None], rewards[:, None].to(out.dtype)), out)
+
+
+def gae(rewards, values, mask, *, gamma=1.0, lam=1.0):
+    """Generalised advantage estimation (Schulman et al. 2016, eq. 16) per token, and the returns A + V:
+
+        δ_t = r_t + γ·V_{t+1} − V_t,    A_t = δ_t + γλ·A_{t+1},    returns_t = A_t + V_t
+
+    Shapes: rewards, values, mask (B, T) -> adv (B, T), returns (B, T). mask is a prefix per row (built from
+    lengths): the episode ends at its last token, after which V = 0. Padded inputs may hold anything; padded
+    outputs are 0. With γ = λ = 1 and the reward R on the last token, A_t = R − V_t (the paper's setting).
+    Computed without a graph: advantages and returns are targets.
+    """
+    assert rewards.shape == values.shape == mask.shape and mask.dim() == 2, (
+        f"rewards, values, mask must be one (B, T) shape, got {tuple(rewards.shape)}, {tuple(values.shape)}, "
+        f"{tuple(mask.shape)}")
+    with torch.no_grad():
+        mask = mask.bool()
+        r, v = (torch.where(mask, x, torch.zeros_like(values)) for x in (rewards.to(values.dtype), values))
+        adv, next_adv, next_v = torch.zeros_like(v), v.new_zeros(v.shape[0]), v.new_zeros(v.shape[0])
+        for t in reversed(range(v.shape[1])):
+            next_adv = r[:, t] + gamma * next_v - v[:, t] + gamma * lam * next_adv
+            adv[:, t], next_v = next_adv, v[:, t]
+        return adv, adv + v
+
+
+def moments(x, mask):
+    """[n, Σx, Σx²] over the masked entries, in float64. Add them over ranks (all_reduce) for batch statistics.
+
+    Shapes: x, mask (B, T) -> (3,).
+    """
+    x = torch.where(mask.bool(), x, torch.zeros_like(x)).double()
+    return torch.stack([mask.sum().double(), x.sum(), x.square().sum()])
+
+
+def mean_var(m):
+    """Mean and unbiased (n − 1) variance from moments(), as verl's masked_var and torch.var."""
+    n, total, total_sq = m.unbind()
+    mean = total / n.clamp(min=1)
+    return mean, ((total_sq - n * mean.square()) / (n - 1).clamp(min=1)).clamp(min=0)
+
+
+def whiten(adv, mask, m=None, eps=1e-8):
+    """(adv − mean) / sqrt(var + eps) over the response tokens (verl masked_whiten, applied to GAE advantages).
+
+    Shapes: adv, mask (B, T) -> (B, T), padded positions 0. `m` is moments(adv, mask) summed over the batch's
+    ranks; the default is this call's own tokens.
+    """
+    mean, var = mean_var(moments(adv, mask) if m is None else m)
+    out = ((adv.double() - mean) * torch.rsqrt(var + eps)).to(adv.dtype)
+    return torch.where(mask.bool(), out, torch.zeros_like(out))
+
+
+def value_loss(values, old_values, returns, mask, *, clip_value=0.5, agg="token-mean", num_tokens=None,
+               num_seqs=None, max_response_tokens=None):
+    """The PPO critic's clipped value loss per token, aggregated like policy_loss (verl compute_value_loss):
+
+        ½ · max((V − R)², (clip(V, V_old − clip_value, V_old + clip_value) − R)²)
+
+    Shapes: values, old_values, returns, mask (B, T). `old_values` are the value pass's, before the update;
+    with one critic step per rollout V = V_old and the clip is inert. Padded positions get exactly zero
+    gradient. Returns (loss, stats): vf_loss, vf_clipfrac (share of tokens where the clipped error is larger)
+    and value_mean, detached and aggregated like the loss.
+    """
+    for name, t in (("old_values", old_values), ("returns", returns), ("mask", mask)):
+        assert t.shape == values.shape, f"{name} must be {tuple(values.shape)} like values, got {tuple(t.shape)}"
+    mask = mask.bool()
+    zero = torch.zeros_like(values)
+    v, old, ret = (torch.where(mask, x, zero) for x in (values, old_values, returns))
+    err = (v - ret).square()
+    err_clipped = (torch.clamp(v, old - clip_value, old + clip_value) - ret).square()
+    counts = dict(num_tokens=num_tokens, num_seqs=num_seqs, max_response_tokens=max_response_tokens)
+    loss = aggregate(0.5 * torch.maximum(err, err_clipped), mask, agg, **counts)
+    with torch.no_grad():
+        stats = {"vf_loss": loss, "vf_clipfrac": aggregate((err_clipped > err).to(v.dtype), mask, agg, **counts),
+                 "value_mean": aggregate(v, mask, agg, **counts)}
+    return loss, {k: x.detach() for k, x in stats.items()}
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -76,6 +76,10 @@ QWEN25_MATH_1_5B = dict(vocab_size=151936, hidden_size=1536, intermediate_size=8
                         num_attention_heads=12, num_key_value_heads=2, max_position_embeddings=4096,
                         rope_theta=10000.0, rms_norm_eps=1e-6, tie_word_embeddings=True,
                         bos_token_id=151643, eos_token_id=151643)
+# Qwen2.5-0.5B's architecture (its config.json): a benchmark shape that fits twice (fp32 engine and shards) in 24 GiB.
+QWEN25_0_5B = dict(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
+                   num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=4096, rope_theta=1e6,
+                   rms_norm_eps=1e-6, tie_word_embeddings=True, bos_token_id=151643, eos_token_id=151643)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -83,17 +87,26 @@ QWEN25_MATH_1_5B = dict(vocab_size=151936, hidden_size=1536, intermediate_size=8
 # ---------------------------------------------------------------------------------------------------
 
 def setup_distributed():
-    """torchrun's env → process group (NCCL on GPU, gloo on CPU). Returns (rank, world_size, device)."""
-    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    """torchrun's env → process group (NCCL on GPU, gloo on CPU). Returns (rank, world_size, device).
+
+    Without torchrun it sets up a one-process group as torchrun would (its env variables included, on a free
+    port): VLLMEngine needs a group and external_launcher reads RANK/LOCAL_RANK (vllm/v1/executor/
+    uniproc_executor.py:195)."""
+    if "RANK" not in os.environ:
+        import socket
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1",
+                          MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     if torch.cuda.is_available():
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
         torch.cuda.set_device(device)
         dist.init_process_group("nccl", device_id=device, timeout=timedelta(minutes=30))
     else:
         device = torch.device("cpu")
-        dist.init_process_group("gloo", timeout=timedelta(minutes=30),
-                                init_method=None if "MASTER_ADDR" in os.environ else "tcp://127.0.0.1:29533",
-                                rank=rank, world_size=world)
+        dist.init_process_group("gloo", timeout=timedelta(minutes=30))
     return rank, world, device
 
 
@@ -114,6 +127,29 @@ class LogProbLM(torch.nn.Module):
         hidden = self.model(input_ids=input_ids, use_cache=False).last_hidden_state
         return L.token_logprobs_and_entropy(hidden[positions], self.lm_head.weight, targets, temperature,
                                             chunk_size)
+
+
+class ValueModel(torch.nn.Module):
+    """PPO's critic: the actor's checkpoint with a fresh scalar head, as verl loads it (fsdp_workers.py
+    CriticWorker: AutoModelForTokenClassification with num_labels = 1 and classifier_dropout 0). Parameter names
+    are Qwen2ForTokenClassification's (`model.*`, `score.weight`, `score.bias`); the head is initialised as HF
+    initialises it (normal(0, initializer_range), bias 0), seeded so that every rank builds the same one.
+    """
+
+    def __init__(self, base_model, seed=0):
+        super().__init__()
+        self.model, self.config = base_model, base_model.config
+        self.score = torch.nn.Linear(base_model.config.hidden_size, 1)
+        with torch.no_grad():
+            g = torch.Generator().manual_seed(seed)
+            self.score.weight.copy_(torch.randn(self.score.weight.shape, generator=g) * self.config.initializer_range)
+            self.score.bias.zero_()
+
+    def forward(self, input_ids, positions):
+        """input_ids (B, L) right-padded; positions = (rows, cols) of the N hidden states that predict the response
+        tokens -> values (N,), fp32. The head runs in fp32 (verl: bf16 under autocast); it is H×1, so this is free."""
+        hidden = self.model(input_ids=input_ids, use_cache=False).last_hidden_state[positions]
+        return torch.nn.functional.linear(hidden.float(), self.score.weight.float(), self.score.bias.float()).squeeze(-1)
 
 
 def load_model_and_tokenizer(name, *, seed=0, toy=False):

