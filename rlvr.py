@@ -64,7 +64,8 @@ from tqdm import tqdm
 
 import loss as L
 import reward
-from model import LogProbLM, ValueModel, load_model_and_tokenizer, save_hf_folder, setup_distributed, shard
+from model import (LogProbLM, ValueModel, end_distributed, load_model_and_tokenizer, save_hf_folder, setup_distributed,
+                   shard)
 from data import prepare as data
 from eval import count_reflection
 from rollout import TorchEngine, VLLMEngine, eos_token_ids, sync_weights
@@ -827,9 +828,11 @@ def main(argv=None):
     rank, world, device = setup_distributed()
     try:
         run(cfg, rank, world, device)
-    finally:
+    except BaseException:
         if dist.is_initialized():
             dist.destroy_process_group()
+        raise
+    end_distributed()  # exit 0 without interpreter finalization (model.end_distributed says why)
 
 
 if __name__ == "__main__":

@@ -448,8 +448,7 @@ def _bench_sync(engine_kind="torch", shape="1.5b", repeats=4):
               f"{' / '.join(f'{t:.3f}' for t in times)} s")
     dist.barrier()
     engine.close()
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    model.end_distributed()
 
 
 if __name__ == "__main__":

@@ -242,7 +242,7 @@ def parity_worker(out_path):
                            "grad": {n: p.grad.full_tensor() for n, p in policy.named_parameters()}}
     if rank == 0:
         torch.save(results, out_path)
-    dist.destroy_process_group()
+    M.end_distributed()  # not dist.destroy_process_group(): model.end_distributed says why
 
 
 def test_one_step_is_identical_across_world_sizes_and_micro_batch_budgets(tmp_path):

@@ -83,7 +83,7 @@ def worker(folder, out_path, samples_only=False):
         if rank == 0:
             Path(out_path).write_text(json.dumps({"rank_samples": gathered}))
         engine.close()
-        return
+        M.end_distributed()
 
     result["greedy_seed99"] = engine.generate([short], n=1, temperature=0.0, max_tokens=MAX_TOKENS)[0][0].token_ids
     result["sync_seconds"] = sync_weights(policy, engine)  # seed 99 → seed 7, the tied embedding included
@@ -148,6 +148,7 @@ def worker(folder, out_path, samples_only=False):
     if rank == 0:
         Path(out_path).write_text(json.dumps(result))
     engine.close()
+    M.end_distributed()  # FSDP2 was used: exit without interpreter finalization (model.end_distributed says why)
 
 
 @pytest.fixture(scope="module")
