@@ -740,6 +740,22 @@ def start_run(cfg, rank):
     dist.barrier()
 
 
+def trim_rows(path, step):
+    """On resume: keep the rows of steps <= the checkpoint's, which the resumed run does not redo. A line cut short
+    by a kill is dropped: it can only be the last one, written after the checkpoint, so its step is redone."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if row["step"] <= step:
+            kept.append(line + "\n")
+    path.write_text("".join(kept))
+
+
 def start_wandb(cfg, rank):
     """--wandb PROJECT: a W&B run on rank 0 (None elsewhere, and None without the flag: wandb is imported only
     here, so a run without it never imports wandb). It gets the saved config.json plus the run folder's absolute
@@ -771,9 +787,9 @@ def run(cfg, rank, world, device):
     out, start, history = Path(cfg.out), 0, {}
     if cfg.resume:
         start, history = load_checkpoint(cfg, policy, optimizer, rank, critic, critic_optimizer)
-        if rank == 0 and (out / "metrics.jsonl").exists():
-            rows = [line for line in (out / "metrics.jsonl").read_text().splitlines() if json.loads(line)["step"] <= start]
-            (out / "metrics.jsonl").write_text("".join(row + "\n" for row in rows))
+        if rank == 0:
+            for name in ("metrics.jsonl", "samples.jsonl"):
+                trim_rows(out / name, start)
     sync_weights(policy, engine)  # the engine starts from the policy's weights; checks the name mapping once
     wandb_run = start_wandb(cfg, rank)
     def write(name, row):  # rank 0 appends; one line per row; metrics rows also go to W&B with --wandb
@@ -813,7 +829,9 @@ def run(cfg, rank, world, device):
             save_checkpoint(cfg, step, policy, optimizer, history, rank, critic, critic_optimizer)
             export_hf(cfg, step, policy, lm, tokenizer, rank)
             if rank == 0:
-                (out / "accuracy_history.json").write_text(json.dumps(history))
+                tmp = out / "accuracy_history.json.tmp"
+                tmp.write_text(json.dumps(history))
+                os.replace(tmp, out / "accuracy_history.json")  # never half-written, even under kill -9
     if wandb_run is not None:
         wandb_run.finish()
     dist.barrier()

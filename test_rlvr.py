@@ -132,12 +132,18 @@ def test_resume_reproduces_the_uninterrupted_run_exactly(tiny_run, data_dir, tmp
     assert first.returncode == 0, first.stderr[-3000:]
     refused = torchrun(common + ["--steps", "4"], port=29622)  # the folder holds a run: --resume is required
     assert refused.returncode != 0 and "pass --resume" in refused.stderr
+    # what a kill -9 during step 3 leaves: its samples row, and a metrics row cut short mid-write
+    with open(tmp_path / "samples.jsonl", "a") as f:
+        f.write(json.dumps({"step": 3, "response": "from the killed run"}) + "\n")
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"step": 3, "reward/me')
     second = torchrun(common + ["--steps", "4", "--resume"], port=29623)
     assert second.returncode == 0, second.stderr[-3000:]
     strip = lambda m: {k: v for k, v in m.items() if not k.startswith("perf/")}
     resumed, straight = rows(tmp_path / "metrics.jsonl"), rows(tiny_run / "metrics.jsonl")
     assert [m["step"] for m in resumed] == [1, 2, 3, 4]
     assert [strip(m) for m in resumed] == [strip(m) for m in straight]
+    assert rows(tmp_path / "samples.jsonl") == rows(tiny_run / "samples.jsonl")  # the killed run's row is gone
 
 
 def test_broken_and_half_written_checkpoints_are_never_loaded(tiny_run, data_dir, tmp_path):
