@@ -422,6 +422,9 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0, help="(default: 0, as the paper's set_seed(0))")
     p.add_argument("--gpu-memory-utilization", type=float, default=0.9, help="vLLM's share of GPU memory "
                    "(default: 0.9)")
+    p.add_argument("--vllm-cpu-kv-cache-mib", type=int, default=256, help="vLLM's KV cache on CPU, MiB per process "
+                   "(default: 256; it must hold one prompt + --max-tokens; on GPU the cache comes from "
+                   "--gpu-memory-utilization)")
     p.add_argument("--score-only", nargs="+", metavar="FILE.jsonl", help="re-grade saved rows (fields response, "
                    "gold) and print the table; no model")
     p.add_argument("--gold-report", action="store_true", help="check our grader on every gold answer; exit "
@@ -465,7 +468,8 @@ def build_engine(args, rank, device, tokenizer, max_prompt_tokens):
     from rollout import TorchEngine, VLLMEngine, eos_token_ids
     if args.engine == "vllm":
         return VLLMEngine(args.model, seed=args.seed + rank, max_model_len=max_prompt_tokens + args.max_tokens,
-                          gpu_memory_utilization=args.gpu_memory_utilization)
+                          gpu_memory_utilization=args.gpu_memory_utilization,
+                          kv_cache_bytes=args.vllm_cpu_kv_cache_mib * 2**20)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype).to(device)
     return TorchEngine(model, eos_token_ids(tokenizer, model.generation_config))

@@ -672,8 +672,8 @@ def load_checkpoint(cfg, policy, optimizer, rank, critic=None, critic_optimizer=
 
 
 def export_hf(cfg, step, policy, lm, tokenizer, rank):
-    """An HF folder (bf16 safetensors, config dtype bfloat16, tokenizer) that from_pretrained loads as saved
-    (tested) and that is laid out for vLLM (not run). Full weights are gathered to rank 0's CPU; written to a
+    """An HF folder (bf16 safetensors, config dtype bfloat16, tokenizer) that transformers and vLLM load as saved
+    (tested on CPU with a real model, test_real_model.py). Full weights are gathered to rank 0's CPU; written to a
     temporary name, then renamed."""
     from transformers import AutoModelForCausalLM
     full = get_model_state_dict(policy, options=StateDictOptions(full_state_dict=True, cpu_offload=True))

@@ -33,7 +33,7 @@ $R --example dsr_sub --perturb-labels 0.6 --out runs/dsr_sub-noise60           #
 $R --example dsr_sub --perturb-labels 0.9 --out runs/dsr_sub-noise90
 
 # --- PPO instead of GRPO (Table 4 / Table 10 PPO rows), π1; verl's GAE and critic defaults (README "PPO") ---
-$R --preset qwen2.5-math-1.5b-ppo --example pi1 --out runs/pi1-ppo               # expected number NOT VERIFIED: look it up in Table 4
+$R --preset qwen2.5-math-1.5b-ppo --example pi1 --out runs/pi1-ppo               # → the paper's Table 4 PPO {π1} row: NOT QUOTED, its text could not be retrieved here
 
 # --- Other models; presets keep the 1.5B script's settings (the release has no scripts for them) ---
 $R --preset qwen2.5-math-7b --example pi1 --out runs/7b-pi1
