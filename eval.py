@@ -545,15 +545,14 @@ def load_export(engine, folder):
     """An HF export's safetensors into the running engine through load_weights, as the training sync does, so
     a sweep builds its engine (vLLM: a minute on a GPU) once. Every engine parameter must be loaded."""
     from safetensors import safe_open
+    from rollout import load_every_weight
 
     def weights():
         for file in sorted(Path(folder).glob("*.safetensors")):
             with safe_open(file, "pt") as f:
                 for name in f.keys():
                     yield name, f.get_tensor(name).to(engine.dtype)
-    missing = engine.param_names - set(engine.load_weights(weights()))
-    if missing:
-        raise RuntimeError(f"{folder}: {len(missing)} engine parameters not in the export, e.g. {sorted(missing)[:3]}")
+    load_every_weight(engine, weights(), f"the export {folder}")
 
 
 def sweep_series(rows):

@@ -344,11 +344,16 @@ def sync_weights(policy, engine):
     Raises if any engine parameter was not loaded, so a sync that did not land cannot go unnoticed.
     """
     start = time.perf_counter()
-    loaded = engine.load_weights(_full_layers(policy, engine.dtype))
-    missing = engine.param_names - set(loaded)
-    if missing:
-        raise RuntimeError(f"weight sync left {len(missing)} engine parameters unloaded, e.g. {sorted(missing)[:3]}")
+    load_every_weight(engine, _full_layers(policy, engine.dtype), "weight sync")
     return time.perf_counter() - start
+
+
+def load_every_weight(engine, weights, source):
+    """engine.load_weights(weights), then raise if any engine parameter was not loaded (a sync or an export that
+    did not land must not go unnoticed). `source` names what was loaded, for the message."""
+    missing = engine.param_names - set(engine.load_weights(weights))
+    if missing:
+        raise RuntimeError(f"{source} left {len(missing)} engine parameters unloaded, e.g. {sorted(missing)[:3]}")
 
 
 # ---------------------------------------------------------------------------------------------------
