@@ -360,16 +360,25 @@ def forward_micro_batch(model, seqs, idx, cfg, pad_id, device):
 
 
 @torch.no_grad()
-def sequence_logprobs(model, seqs, cfg, pad_id, device):
-    """Per-sequence log-probs under `model` without a graph: the reference model's, or the policy's before an
-    update (old_logp) when one rollout feeds several updates. A list of (R_i,) tensors."""
+def per_sequence(forward, seqs, cfg, device):
+    """A no-graph pass over the token-budget micro-batches: forward(idx) -> ((B, T) values, mask) for seqs[idx];
+    returns one (R_i,) tensor per sequence."""
     out = [None] * len(seqs)
     lengths = [len(s["prompt_ids"]) + len(s["response_ids"]) for s in seqs]
     for idx in micro_batch_plan(lengths, cfg.micro_batch_tokens, device):
-        logp, _, mask = forward_micro_batch(model, seqs, idx, cfg, pad_id, device)
+        values, mask = forward(idx)
         for row, i in enumerate(idx):
-            out[i] = logp[row][mask[row]]
+            out[i] = values[row][mask[row]]
     return out
+
+
+def sequence_logprobs(model, seqs, cfg, pad_id, device):
+    """Per-sequence log-probs under `model`: the reference model's, or the policy's before an update (old_logp)
+    when one rollout feeds several updates."""
+    def forward(idx):
+        logp, _, mask = forward_micro_batch(model, seqs, idx, cfg, pad_id, device)
+        return logp, mask
+    return per_sequence(forward, seqs, cfg, device)
 
 
 def forward_values(critic, seqs, idx, pad_id, device):
@@ -379,16 +388,9 @@ def forward_values(critic, seqs, idx, pad_id, device):
     return values, mask & bool(idx)
 
 
-@torch.no_grad()
 def sequence_values(critic, seqs, cfg, pad_id, device):
-    """PPO's value pass before the update, without a graph: a list of (R_i,) tensors."""
-    out = [None] * len(seqs)
-    lengths = [len(s["prompt_ids"]) + len(s["response_ids"]) for s in seqs]
-    for idx in micro_batch_plan(lengths, cfg.micro_batch_tokens, device):
-        values, mask = forward_values(critic, seqs, idx, pad_id, device)
-        for row, i in enumerate(idx):
-            out[i] = values[row][mask[row]]
-    return out
+    """PPO's value pass before the update: per-sequence V."""
+    return per_sequence(lambda idx: forward_values(critic, seqs, idx, pad_id, device), seqs, cfg, device)
 
 
 def padded(per_seq, idx, like):
