@@ -269,6 +269,17 @@ def prepare(source=None, out=DATA_DIR):
 # Reading prepared data
 # ---------------------------------------------------------------------------------------------------
 
+def _json_object(path, lineno, line, expected=""):
+    """One jsonl line as a dict; bad JSON or a non-object is an error naming the file and the line."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} line {lineno}: not valid JSON ({e.msg})") from e
+    if not isinstance(row, dict):
+        raise ValueError(f"{path} line {lineno}: not a JSON object{expected}")
+    return row
+
+
 def read_jsonl(path, fields, nonempty, data_dir):
     """Rows of a prepared jsonl file. `fields` maps each required field to its type; the `nonempty`
     ones must hold some text. Errors name the file, the line and the field; a missing file says how to
@@ -279,12 +290,7 @@ def read_jsonl(path, fields, nonempty, data_dir):
     rows = []
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path} line {lineno}: not valid JSON ({e.msg})") from e
-            if not isinstance(row, dict):
-                raise ValueError(f"{path} line {lineno}: not a JSON object")
+            row = _json_object(path, lineno, line)
             for field, kind in fields.items():
                 value = row.get(field)
                 if not isinstance(value, kind) or isinstance(value, bool):
@@ -377,13 +383,8 @@ def load_example_file(path):
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path} line {lineno}: not valid JSON ({e.msg})") from e
-            if not isinstance(row, dict):
-                raise ValueError(f"{path} line {lineno}: not a JSON object with fields "
-                                 f"{'/'.join(EXAMPLE_PROBLEM_KEYS)} and {'/'.join(EXAMPLE_LABEL_KEYS)}")
+            row = _json_object(path, lineno, line, f" with fields {'/'.join(EXAMPLE_PROBLEM_KEYS)} and "
+                                                   f"{'/'.join(EXAMPLE_LABEL_KEYS)}")
             problem = _example_field(path, lineno, row, EXAMPLE_PROBLEM_KEYS, "problem text")
             answer = _example_field(path, lineno, row, EXAMPLE_LABEL_KEYS, "label")
             index = len(examples)
