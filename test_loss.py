@@ -69,25 +69,15 @@ def test_kl_k3_hand_values_and_clamp():
 # policy_loss against a slow per-token reference
 # ---------------------------------------------------------------------------------------------------
 
-def reference_policy_loss(logp, old_logp, ref_logp, entropy, adv, mask, *, clip_low, clip_high, kl_coef,
-                          entropy_coef, pg_coef, agg, max_response_tokens):
-    """The loss written one token at a time in plain Python over scalar tensors (autograd-able)."""
-    B, T = logp.shape
-    seq_terms = []
-    total, count = 0.0, 0
+def reference_aggregate(token_loss, mask, agg, max_response_tokens):
+    """token_loss(b, t) summed one masked token at a time in plain Python, then aggregated by `agg`."""
+    B, T = mask.shape
+    seq_terms, total, count = [], 0.0, 0
     for b in range(B):
         seq_sum, seq_len = 0.0, 0
         for t in range(T):
-            if not mask[b, t]:
-                continue
-            ratio = torch.exp(logp[b, t] - old_logp[b, t])
-            clipped = torch.clamp(ratio, 1 - clip_low, 1 + clip_high)
-            a = adv[b, t] if adv.dim() == 2 else adv[b]  # per token (PPO) or per sequence (GRPO)
-            pg = torch.max(-a * ratio, -a * clipped)
-            d = ref_logp[b, t] - logp[b, t]
-            kl = torch.clamp(torch.exp(d) - d - 1, -10, 10)
-            tok = pg_coef * pg - entropy_coef * entropy[b, t] + kl_coef * kl
-            seq_sum, seq_len = seq_sum + tok, seq_len + 1
+            if mask[b, t]:
+                seq_sum, seq_len = seq_sum + token_loss(b, t), seq_len + 1
         total, count = total + seq_sum, count + seq_len
         seq_terms.append((seq_sum, seq_len))
     if agg == "token-mean":
@@ -95,6 +85,20 @@ def reference_policy_loss(logp, old_logp, ref_logp, entropy, adv, mask, *, clip_
     if agg == "seq-mean-token-mean":
         return sum(s / max(n, 1) for s, n in seq_terms) / B
     return sum(s / max_response_tokens for s, _ in seq_terms) / B
+
+
+def reference_policy_loss(logp, old_logp, ref_logp, entropy, adv, mask, *, clip_low, clip_high, kl_coef,
+                          entropy_coef, pg_coef, agg, max_response_tokens):
+    """The loss written one token at a time in plain Python over scalar tensors (autograd-able)."""
+    def token_loss(b, t):
+        ratio = torch.exp(logp[b, t] - old_logp[b, t])
+        clipped = torch.clamp(ratio, 1 - clip_low, 1 + clip_high)
+        a = adv[b, t] if adv.dim() == 2 else adv[b]  # per token (PPO) or per sequence (GRPO)
+        pg = torch.max(-a * ratio, -a * clipped)
+        d = ref_logp[b, t] - logp[b, t]
+        kl = torch.clamp(torch.exp(d) - d - 1, -10, 10)
+        return pg_coef * pg - entropy_coef * entropy[b, t] + kl_coef * kl
+    return reference_aggregate(token_loss, mask, agg, max_response_tokens)
 
 
 def random_batch(B=5, T=7, seed=0, spread=0.5):
@@ -398,23 +402,10 @@ def test_whitening_matches_reference_and_splits_over_ranks():
 
 def reference_value_loss(values, old_values, returns, mask, *, clip_value, agg, max_response_tokens):
     """½·max((V − R)², (clip(V, V_old ± c) − R)²) one token at a time, aggregated like reference_policy_loss."""
-    B, T = values.shape
-    per_seq, total, count = [], 0.0, 0
-    for b in range(B):
-        seq_sum, seq_len = 0.0, 0
-        for t in range(T):
-            if not mask[b, t]:
-                continue
-            clipped = torch.clamp(values[b, t], float(old_values[b, t]) - clip_value, float(old_values[b, t]) + clip_value)
-            tok = 0.5 * torch.max((values[b, t] - returns[b, t]) ** 2, (clipped - returns[b, t]) ** 2)
-            seq_sum, seq_len = seq_sum + tok, seq_len + 1
-        total, count = total + seq_sum, count + seq_len
-        per_seq.append((seq_sum, seq_len))
-    if agg == "token-mean":
-        return total / count
-    if agg == "seq-mean-token-mean":
-        return sum(s / max(n, 1) for s, n in per_seq) / B
-    return sum(s / max_response_tokens for s, _ in per_seq) / B
+    def token_loss(b, t):
+        clipped = torch.clamp(values[b, t], float(old_values[b, t]) - clip_value, float(old_values[b, t]) + clip_value)
+        return 0.5 * torch.max((values[b, t] - returns[b, t]) ** 2, (clipped - returns[b, t]) ** 2)
+    return reference_aggregate(token_loss, mask, agg, max_response_tokens)
 
 
 def value_batch(B=6, T=8, seed=0):

@@ -11,7 +11,7 @@ import torch
 
 import model as M
 import rlvr
-from test_rlvr import fixed_rollout, rows, torchrun
+from test_rlvr import fixed_rollout, parity_runs, resumed_equals_straight, rows, torchrun
 
 HERE = Path(__file__).resolve().parent
 TRAINING_PATH = ("rlvr.py", "loss.py", "rollout.py", "model.py")
@@ -116,13 +116,7 @@ def parity_worker(out_path):
 def test_one_critic_step_is_identical_across_world_sizes_and_micro_batch_budgets(tmp_path):
     """Whitened advantages over the whole batch (global moments), the value loss, its gradient (1e-5 relative)
     and the parameters after the critic's AdamW step (1e-6) do not depend on ranks or micro-batching."""
-    runs = {}
-    for world in (1, 2):
-        out = tmp_path / f"world{world}.pt"
-        proc = torchrun(["test_ppo.py", "parity", str(out)], nproc=world, port=29650 + world)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        for budget, result in torch.load(out).items():
-            runs[world, budget] = result
+    runs = parity_runs("test_ppo.py", tmp_path, port=29650)
     reference = runs[1, 100_000]
     scale = max(g.abs().max().item() for g in reference["grad"].values())
     initial = M.ValueModel(M.tiny_model(M.tiny_tokenizer(), seed=3).model, seed=5).state_dict()
@@ -174,16 +168,7 @@ def test_toy_preset_learns_with_ppo_through_vllm(vllm_installed, tmp_path):
 
 
 def test_ppo_resume_reproduces_the_uninterrupted_run_exactly(tmp_path):
-    common = ["rlvr.py", "--preset", "toy-ppo", "--save-every", "2"]
-    straight = torchrun(common + ["--steps", "4", "--out", str(tmp_path / "a")], port=29657)
-    assert straight.returncode == 0, straight.stderr[-3000:]
-    first = torchrun(common + ["--steps", "2", "--out", str(tmp_path / "b")], port=29658)
-    assert first.returncode == 0, first.stderr[-3000:]
-    second = torchrun(common + ["--steps", "4", "--resume", "--out", str(tmp_path / "b")], port=29659)
-    assert second.returncode == 0, second.stderr[-3000:]
-    strip = lambda m: {k: v for k, v in m.items() if not k.startswith("perf/")}  # noqa: E731
-    a, b = rows(tmp_path / "a" / "metrics.jsonl"), rows(tmp_path / "b" / "metrics.jsonl")
-    assert [m["step"] for m in b] == [1, 2, 3, 4] and [strip(m) for m in a] == [strip(m) for m in b]
+    a = resumed_equals_straight(["rlvr.py", "--preset", "toy-ppo", "--save-every", "2"], tmp_path, (29657, 29658, 29659))
     assert CRITIC_KEYS <= a[-1].keys() and a[2]["critic/vf_loss"] != a[3]["critic/vf_loss"]
     # the critic and its AdamW state are in the checkpoint, beside the policy's
     from torch.distributed.checkpoint import FileSystemReader

@@ -21,6 +21,7 @@ import pytest
 import torch
 
 import model as M
+from test_rlvr import rows
 from data import prepare
 
 HERE = Path(__file__).resolve().parent
@@ -55,10 +56,6 @@ def run_vllm_worker(folder, out, data_dir=None):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr and "Invalid process group" not in proc.stderr, proc.stderr[-3000:]
     return json.loads(Path(out).read_text())
-
-
-def rows(path):
-    return [json.loads(line) for line in Path(path).read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")

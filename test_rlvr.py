@@ -32,6 +32,33 @@ def rows(path):
     return [json.loads(line) for line in Path(path).read_text().splitlines()]
 
 
+def without_timings(metrics):
+    return [{k: v for k, v in m.items() if not k.startswith("perf/")} for m in metrics]
+
+
+def resumed_equals_straight(common, out, ports):
+    """`common` for 4 steps into out/a; for 2 steps, then --resume to 4, into out/b (3 torchruns on `ports`).
+    Asserts each succeeds and that b's metrics equal a's but for timings; returns a's rows."""
+    for args, port in zip(([4, "a"], [2, "b"], [4, "b", "--resume"]), ports):
+        proc = torchrun(common + ["--steps", str(args[0]), "--out", str(out / args[1]), *args[2:]], port=port)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    a, b = rows(out / "a" / "metrics.jsonl"), rows(out / "b" / "metrics.jsonl")
+    assert [m["step"] for m in b] == [1, 2, 3, 4] and without_timings(a) == without_timings(b)
+    return a
+
+
+def parity_runs(script, tmp_path, port):
+    """{(world size, micro-batch budget): result} from `torchrun script parity OUT` on 1 and then 2 ranks."""
+    runs = {}
+    for world in (1, 2):
+        out = tmp_path / f"world{world}.pt"
+        proc = torchrun([script, "parity", str(out)], nproc=world, port=port + world)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        for budget, result in torch.load(out).items():
+            runs[world, budget] = result
+    return runs
+
+
 # ---------------------------------------------------------------------------------------------------
 # config and helpers (no processes)
 # ---------------------------------------------------------------------------------------------------
@@ -139,10 +166,9 @@ def test_resume_reproduces_the_uninterrupted_run_exactly(tiny_run, data_dir, tmp
         f.write('{"step": 3, "reward/me')
     second = torchrun(common + ["--steps", "4", "--resume"], port=29623)
     assert second.returncode == 0, second.stderr[-3000:]
-    strip = lambda m: {k: v for k, v in m.items() if not k.startswith("perf/")}
     resumed, straight = rows(tmp_path / "metrics.jsonl"), rows(tiny_run / "metrics.jsonl")
     assert [m["step"] for m in resumed] == [1, 2, 3, 4]
-    assert [strip(m) for m in resumed] == [strip(m) for m in straight]
+    assert without_timings(resumed) == without_timings(straight)
     assert rows(tmp_path / "samples.jsonl") == rows(tiny_run / "samples.jsonl")  # the killed run's row is gone
 
 
@@ -227,7 +253,6 @@ def fixed_rollout(tok, n_prompts=4, G=4):
 
 
 def parity_worker(out_path):
-    import torch.distributed as dist
     rank, world, device = M.setup_distributed()
     tok = M.tiny_tokenizer()
     results = {}
@@ -254,13 +279,7 @@ def parity_worker(out_path):
 def test_one_step_is_identical_across_world_sizes_and_micro_batch_budgets(tmp_path):
     """The gradient (to 1e-5 relative: any scaling, masking or counting error shows here; Adam's first step
     is blind to a gradient's scale) and the parameters after the paper's AdamW step (to 1e-6)."""
-    runs = {}
-    for world in (1, 2):
-        out = tmp_path / f"world{world}.pt"
-        proc = torchrun(["test_rlvr.py", "parity", str(out)], nproc=world, port=29630 + world)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        for budget, result in torch.load(out).items():
-            runs[world, budget] = result
+    runs = parity_runs("test_rlvr.py", tmp_path, port=29630)
     reference = runs[1, 100_000]
     scale = max(g.abs().max().item() for g in reference["grad"].values())
     initial = M.LogProbLM(M.tiny_model(M.tiny_tokenizer(), seed=3)).state_dict()

@@ -6,7 +6,6 @@ the torchrun worker (`torchrun ... test_vllm.py FOLDER OUT [samples-only]`).
 Nothing here skips under CI: without vLLM the `vllm_installed` fixture fails there (conftest.py).
 """
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 import torch
 
 import model as M
+from test_rlvr import resumed_equals_straight, rows, torchrun
 
 HERE = Path(__file__).resolve().parent
 MAX_TOKENS = 12
@@ -22,16 +22,6 @@ MAX_TOKENS = 12
 LONG = ("The pressure P exerted by wind on a sail varies jointly as the area A of the sail and the cube of the "
         "wind's velocity V. When the velocity is 8 miles per hour, the pressure on a sail of 2 square feet is 4 "
         "pounds. Find the wind velocity when the pressure on 4 square feet of sail is 32 pounds. Think first.")
-
-
-def torchrun(args, port, timeout=600):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}", *args]
-    return subprocess.run(cmd, cwd=HERE, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
-
-
-def rows(path):
-    return [json.loads(line) for line in Path(path).read_text().splitlines()]
 
 
 def prompts_of(tok):
@@ -252,15 +242,7 @@ def test_vllm_sleep_mode_on_cpu_is_a_clear_error_at_start(tmp_path):
 
 def test_tiny_resume_is_exact_through_vllm(vllm_installed, data_dir, tmp_path):
     common = ["rlvr.py", "--preset", "tiny", "--engine", "vllm", "--example", "pi1", "--data-dir", str(data_dir)]
-    straight = torchrun(common + ["--steps", "4", "--out", str(tmp_path / "a")], port=29644)
-    assert straight.returncode == 0, straight.stderr[-3000:]
-    first = torchrun(common + ["--steps", "2", "--out", str(tmp_path / "b")], port=29645)
-    assert first.returncode == 0, first.stderr[-3000:]
-    second = torchrun(common + ["--steps", "4", "--resume", "--out", str(tmp_path / "b")], port=29646)
-    assert second.returncode == 0, second.stderr[-3000:]
-    strip = lambda m: {k: v for k, v in m.items() if not k.startswith("perf/")}  # noqa: E731
-    a, b = rows(tmp_path / "a" / "metrics.jsonl"), rows(tmp_path / "b" / "metrics.jsonl")
-    assert [m["step"] for m in b] == [1, 2, 3, 4] and [strip(m) for m in a] == [strip(m) for m in b]
+    a = resumed_equals_straight(common, tmp_path, (29644, 29645, 29646))
     assert all(m["sync/logp_gap"] < 1e-4 for m in a)
     assert (tmp_path / "a" / "hf" / "step_000004" / "config.json").is_file()
 
