@@ -1,23 +1,34 @@
-"""Tests for data/prepare.py (CPU, a few seconds): prepares the release from ../shared/data into a temporary
-folder once, then checks the counts, the paper's examples pi1/pi2/pi13/pi1209, the duplication, the exact
-pi1 chat prompt, the label experiments, historical-variance ranking, the CLI and the error messages, and a
-researcher's own examples (--example FILE.jsonl): their field names and every bad input's message.
+"""Tests for data/prepare.py (CPU, about half a minute): prepares the release from ../shared/data into a temporary
+folder once, then checks the counts, the paper's examples pi1/pi2/pi13/pi1209 and pi1' (pi1s), the duplication, the
+exact pi1 chat prompt, the label experiments (the paper's random wrong labels on the real DSR-sub), the data
+selection (std, lim against the release's values, random), the few-shot demos, ARC from a parquet fixture in the AI2
+layout (and the download path against a faked fetch), the CLI and the error messages, a researcher's own examples
+and demos (their field names and every bad input's message), and that run.sh and docs/experiments.md list the same
+experiments.
 
 The release's files and the prepared data come from conftest.py's `shared_dir` and `data_dir` fixtures.
 """
+import hashlib
 import importlib.util
 import io
 import json
+import math
+import random
 import re
 import shutil
 import subprocess
 import sys
 import time
+from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent
+sys.path.insert(0, str(REPO))
+import reward  # noqa: E402  (the grader perturb_labels uses)
 
 # data/ is a plain folder (no __init__.py): load the file itself, so no installed `data` package can shadow it.
 _spec = importlib.util.spec_from_file_location("data_prepare", REPO / "data" / "prepare.py")
@@ -64,6 +75,8 @@ def test_counts_and_files(data_dir, shared_dir):
     assert (data_dir / "acc_step_500.json").read_bytes() == (shared_dir / "one_shot_rlvr" / "acc_step_500.json").read_bytes()
     sizes = {name: len(prepare.load_benchmark(name, data_dir)) for name in prepare.BENCHMARK_SIZES}
     assert sizes == {"math500": 500, "aime24": 30, "aime25": 30, "amc23": 40, "minerva_math": 272, "olympiadbench": 675}
+    assert [len(prepare.load_demos(spec, data_dir)) for spec in ("qwen4", "qwen1", "pi1")] == [4, 1, 1]
+    assert not (data_dir / "eval" / "arc_e.jsonl").exists()  # ARC is a separate step (--arc / --arc-source)
 
 
 @pytest.mark.parametrize("name", sorted(PAPER_EXAMPLES))
@@ -123,6 +136,24 @@ def test_chat_prompt_pi1(data_dir):
     assert prompt == PI1_CHAT
 
 
+def test_pi1_simplified(data_dir, tmp_path):
+    """pi1' (Table 18) resolves like pi1: by name, in a comma list, in --show and in training (rlvr.py)."""
+    pi1s = {"name": "pi1s", "index": 1209, "problem": "Calculate $\\sqrt[3]{2048}$", "answer": "12.8"}
+    assert prepare.load_examples("pi1s", tmp_path / "no-prepared-data") == [pi1s]  # needs no prepared data
+    assert [e["name"] for e in prepare.load_examples("pi1,pi1s", data_dir)] == ["pi1", "pi1s"]
+    result = run_cli("--show", "pi1s", "--data-dir", tmp_path / "nowhere")
+    assert result.returncode == 0 and json.loads(result.stdout) == pi1s
+    from model import tiny_tokenizer
+    assert prepare.chat_prompt(tiny_tokenizer(), pi1s["problem"]).endswith(
+        "<|im_start|>user\nCalculate $\\sqrt[3]{2048}$ Let's think step by step and output the final answer within "
+        "\\boxed{}.<|im_end|>\n<|im_start|>assistant\n")
+    import rlvr
+    examples = rlvr.training_examples(rlvr.parse_config(["--example", "pi1s", "--data-dir", str(tmp_path)]))
+    assert examples == [pi1s]
+    relabelled = rlvr.training_examples(rlvr.parse_config(["--example", "pi1s", "--label", "12.7"]))
+    assert relabelled == [dict(pi1s, answer="12.7")]  # the exact value, one flag away
+
+
 # ---------------------------------------------------------------------------------------------------
 # Label experiments
 # ---------------------------------------------------------------------------------------------------
@@ -137,32 +168,93 @@ def test_override_label(data_dir, label):
         prepare.override_label(examples, "pi2", label)
 
 
-def test_perturb_labels(data_dir):
+def _shift_ok(delta):
+    """delta is an integer d with 1 <= |d| <= 10: "add or subtract numbers within 10" (App. C.2.4)."""
+    return delta == delta.to_integral_value() and 1 <= abs(delta) <= 10
+
+
+def _check_wrong_label(old, new, labels):
+    """The rule of perturb_labels for one changed label, checked from the two strings (parsed here, not by
+    prepare): returns the kind. Numbers: new = ±(old ± d); fractions: numerator and denominator each ± d."""
+    kind, value = prepare.label_kind(old)
+    if kind == "number":
+        x = Decimal(new)
+        assert _shift_ok(x - value) or _shift_ok(-x - value), (old, new)
+        assert x != value
+    elif kind == "fraction":
+        sign, numerator, denominator, command = value
+        pattern = r"(-?)\\([dt]?frac)\{(\d+)\}\{(\d+)\}" if command else r"(-?)()(\d+)/(\d+)"
+        m = re.fullmatch(pattern, new)
+        assert m and (m.group(2) or None) == command, (old, new)
+        top = (-1 if m.group(1) else 1) * int(m.group(3)) * sign  # the new numerator before the sign moved out
+        assert _shift_ok(Decimal(top - numerator)) and _shift_ok(Decimal(int(m.group(4)) - denominator)), (old, new)
+        assert Fraction(sign * top, int(m.group(4))) != Fraction(sign * numerator, denominator)
+    elif kind == "expression":  # exactly one number differs, by d, and stays >= 0; the text around it is unchanged
+        split = lambda t: re.split(r"(\d+(?:\.\d+)?)", t)  # noqa: E731
+        a, b = split(old), split(new)
+        assert len(a) == len(b) and a[0::2] == b[0::2], (old, new)
+        changed = [(Decimal(x), Decimal(y)) for x, y in zip(a[1::2], b[1::2]) if x != y]
+        assert len(changed) == 1 and _shift_ok(changed[0][1] - changed[0][0]) and changed[0][1] >= 0, (old, new)
+    else:
+        assert new in labels and new.strip(), (old, new)  # another example's label
+    assert not reward.is_equiv(old, new), (old, new)  # the grader gives the true answer no reward
+    return kind
+
+
+def test_perturb_labels_paper_procedure(data_dir):
+    """App. C.2.4 on the real DSR-sub: exactly round(0.6 * 1209) = 725 labels change, each by the paper's rule for
+    its kind, none keeps its value, and the same seed gives the same labels."""
     examples = prepare.load_examples("dsr_sub", data_dir)
     before = [dict(e) for e in examples]
-    labels = {e["answer"] for e in examples}
-    for fraction, expected in [(0.6, 725), (0.9, 1088), (0.0, 0), (1.0, 1209)]:  # round(fraction * 1209)
-        perturbed = prepare.perturb_labels(examples, fraction, seed=0)
-        changed = [i for i, (a, b) in enumerate(zip(examples, perturbed)) if a["answer"] != b["answer"]]
-        assert len(changed) == expected
-        assert all(perturbed[i]["answer"] in labels for i in changed)  # another example's real label
-        assert [(e["name"], e["index"], e["problem"]) for e in perturbed] == \
-            [(e["name"], e["index"], e["problem"]) for e in examples]
-    assert examples == before
-    assert prepare.perturb_labels(examples, 0.6, seed=1) == prepare.perturb_labels(examples, 0.6, seed=1)
-    assert prepare.perturb_labels(examples, 0.6, seed=1) != prepare.perturb_labels(examples, 0.6, seed=2)
+    labels = [e["answer"] for e in examples]
+    kinds = [prepare.label_kind(label)[0] for label in labels]
+    assert {k: kinds.count(k) for k in set(kinds)} == {"number": 730, "fraction": 216, "expression": 255, "other": 8}
+    perturbed = prepare.perturb_labels(examples, 0.6, seed=0)
+    changed = [i for i in range(len(examples)) if perturbed[i]["answer"] != labels[i]]
+    assert len(changed) == 725
+    changed_kinds = [_check_wrong_label(labels[i], perturbed[i]["answer"], labels) for i in changed]
+    assert {k: changed_kinds.count(k) for k in set(changed_kinds)} == {"number": 440, "fraction": 124,
+                                                                      "expression": 156, "other": 5}
+    keys = lambda rows: [(e["name"], e["index"], e["problem"]) for e in rows]  # noqa: E731
+    assert keys(perturbed) == keys(examples)
+    assert examples == before  # inputs untouched
+    assert prepare.perturb_labels(examples, 0.6, seed=0) == perturbed  # same seed, same labels
+    assert prepare.perturb_labels(examples, 0.6, seed=1) != perturbed
+    assert labels[265] == "" and perturbed[265]["answer"] == "\\frac{3}{2}"  # row 265's empty label: another's
+    for fraction, expected in [(0.9, 1088), (0.0, 0), (1.0, 1209)]:  # round(fraction * 1209)
+        out = prepare.perturb_labels(examples, fraction, seed=0)
+        assert sum(a["answer"] != b["answer"] for a, b in zip(examples, out)) == expected
     with pytest.raises(ValueError, match=r"fraction must be in \[0, 1\]"):
         prepare.perturb_labels(examples, 1.5, seed=0)
 
 
+@pytest.mark.parametrize("label, kind, value", [
+    ("12.8", "number", Decimal("12.8")), ("-8", "number", Decimal("-8")), ("$12$", "number", Decimal("12")),
+    ("154,320,000", "number", Decimal("154320000")), ("\\$23{,}000", "expression", None),
+    ("\\frac{4}{3}", "fraction", (1, 4, 3, "frac")), ("-\\frac{2023}{2024}", "fraction", (-1, 2023, 2024, "frac")),
+    ("-\\tfrac32", "fraction", (-1, 3, 2, "tfrac")), ("\\frac1{72}", "fraction", (1, 1, 72, "frac")),
+    ("\\dfrac {13}{128}", "fraction", (1, 13, 128, "dfrac")), ("$\\frac{40}{9}$", "fraction", (1, 40, 9, "frac")),
+    ("280/83", "fraction", (1, 280, 83, None)), ("\\frac{1}{0}", "expression", None),
+    ("\\frac{3\\sqrt{2}}{2}", "expression", None), ("(16,17)", "expression", None), ("1,2", "expression", None),
+    ("\\pi", "other", None), ("\\text{odd}", "other", None), ("", "other", None),
+])
+def test_label_kind(label, kind, value):
+    assert prepare.label_kind(label) == (kind, value)
+
+
 def test_perturb_labels_small():
-    examples = [{"name": f"e{i}", "index": i, "problem": f"p{i}", "answer": a} for i, a in enumerate("aabc")]
-    for seed in range(20):
-        out = prepare.perturb_labels(examples, 0.5, seed)
-        wrong = [i for i in range(4) if out[i]["answer"] != examples[i]["answer"]]
-        assert len(wrong) == 2  # never "perturbed" to the same label
-    with pytest.raises(ValueError, match="share one label"):
-        prepare.perturb_labels(examples[:2], 1.0, seed=0)
+    # Every kind on a hand-made set; a fixed seed gives fixed labels, each following its rule.
+    labels = ["5", "0", "\\frac{1}{2}", "2\\sqrt{3}", "\\pi", "-1/3"]
+    examples = [{"name": f"e{i}", "index": i, "problem": f"p{i}", "answer": a} for i, a in enumerate(labels)]
+    for seed in range(30):
+        out = prepare.perturb_labels(examples, 1.0, seed)
+        for old, row in zip(labels, out):
+            _check_wrong_label(old, row["answer"], labels)
+    assert [e["answer"] for e in prepare.perturb_labels(examples, 1.0, 0)] == \
+        [e["answer"] for e in prepare.perturb_labels(examples, 1.0, 0)]
+    same = [{"name": f"e{i}", "index": i, "problem": "p", "answer": "\\pi"} for i in range(3)]
+    with pytest.raises(ValueError, match=r"cannot perturb the label '\\\\pi' of example e0"):
+        prepare.perturb_labels(same, 1.0, seed=0)  # no other label to take
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -197,8 +289,58 @@ def test_rank_history_own_format():
     ({"3": [True]}, r"\['3'\]\[0\] = True is not an accuracy"),
 ])
 def test_rank_history_errors(history, message):
-    with pytest.raises(ValueError, match=message):
-        prepare.rank_history(history)
+    for method in prepare.SELECTION_METHODS:
+        with pytest.raises(ValueError, match=message):
+            prepare.rank_history(history, method)
+    with pytest.raises(ValueError, match="unknown selection method 'variance'; valid: std, lim, random"):
+        prepare.rank_history({"1": [0.5]}, "variance")
+
+
+def test_lim_by_hand():
+    # K = 2 (the shortest non-empty history); epoch means a = (0.5, 0.5) over the three non-empty lists;
+    # denominator (1 - 0.5)^2 + (1 - 0.5)^2 = 0.5. LIM_0 = 1 - (0.25 + 0) / 0.5 = 0.5, LIM_1 = 1 - 0.5 / 0.5 = 0,
+    # LIM_2 = 1 - (0 + 0.25) / 0.5 = 0.5 (its third epoch is past K); the empty list ranks last.
+    history = {"0": [0.0, 0.5], "1": [1.0, 1.0], "2": [0.5, 0.0, 1.0], "3": []}
+    ranked = prepare.rank_history(history, "lim")
+    assert [index for index, _ in ranked] == [0, 2, 1, 3]  # the tie 0 / 2 keeps file order
+    assert [score for _, score in ranked[:3]] == [0.5, 0.5, 0.0] and math.isnan(ranked[3][1])
+    with pytest.raises(ValueError, match="LIM is undefined: every accuracy in the first 2 epochs is 1"):
+        prepare.rank_history({"0": [1.0, 1.0], "1": [1, 1, 0]}, "lim")
+
+
+# The release's lim() (data/data_selection.py:10-42 at 21ed529) run on acc_step_500.json: its first 12 entries.
+RELEASE_LIM_TOP = [(416, 0.940891524701513), (964, 0.9394939308419621), (569, 0.9388014521484415),
+                   (317, 0.9370475097641225), (369, 0.9368225805534534), (256, 0.9365605843567564),
+                   (430, 0.9359759368953168), (139, 0.934254006908022), (883, 0.9328185036309425),
+                   (572, 0.9311041555271533), (337, 0.928788311331912), (334, 0.928119420720409)]
+
+
+def test_lim_release_order(data_dir):
+    history = json.loads((data_dir / "acc_step_500.json").read_text())
+    ranked = prepare.rank_history(history, "lim")
+    assert ranked[:12] == RELEASE_LIM_TOP  # the release's floats exactly, in its order
+    # LIMR's formula again, independently (numpy, arrays), for every example
+    accs = np.array([v[:44] for v in history.values()])  # 44 = the shortest history in the file
+    assert min(len(v) for v in history.values()) == 44
+    means = accs.mean(axis=0)
+    lim = 1 - ((accs - means) ** 2).sum(axis=1) / ((1 - means) ** 2).sum()
+    expected = dict(zip(map(int, history), lim))
+    assert all(abs(score - expected[index]) < 1e-12 for index, score in ranked)
+    scores = [score for _, score in ranked]
+    assert scores == sorted(scores, reverse=True)
+    keys = [int(k) for k in history]
+    for (a, sa), (b, sb) in zip(ranked, ranked[1:]):
+        assert sa != sb or keys.index(a) < keys.index(b)  # ties keep the file's order, as the release's sort
+    assert sum(score == ranked[-1][1] for score in scores) == 8 and ranked[-1][1] == 0.0  # always right: LIM 0
+
+
+def test_random_selection_is_seeded():
+    history = {"5": [0.0, 1.0], "3": [], "9": [0.5]}
+    draws = random.Random(7)
+    expected = sorted(zip([5, 3, 9], [draws.random() for _ in range(3)]), key=lambda item: -item[1])
+    assert prepare.rank_history(history, "random", seed=7) == expected  # one draw per example, in file order
+    assert prepare.rank_history(history, "random", seed=7) == prepare.rank_history(history, "random", seed=7)
+    assert prepare.rank_history(history, "random", seed=8) != prepare.rank_history(history, "random", seed=7)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -223,10 +365,25 @@ def test_cli_rank_history(data_dir, tmp_path):
     assert result.stdout.splitlines()[1:] == ["1\t6\t0.500000\t2", "2\t8\t0.375000\t2", "3\t2\t0.000000\t2"]
 
 
+def test_cli_rank_history_methods(data_dir):
+    path = data_dir / "acc_step_500.json"
+    out = {"lim": run_cli("--rank-history", path, "--method", "lim", "--top", 3),
+           "random": run_cli("--rank-history", path, "--method", "random", "--seed", 0, "--top", 3)}
+    assert out["lim"].stdout.splitlines() == ["rank\tindex\tlim\tepochs", "1\t416\t0.940892\t50",
+                                              "2\t964\t0.939494\t55", "3\t569\t0.938801\t56"]
+    ranked = prepare.rank_history(json.loads(path.read_text()), "random", seed=0)
+    history = json.loads(path.read_text())
+    assert out["random"].stdout.splitlines() == ["rank\tindex\trandom\tepochs"] + [
+        f"{r}\t{i}\t{score:.6f}\t{len(history[str(i)])}" for r, (i, score) in enumerate(ranked[:3], start=1)]
+    result = run_cli("--show", "pi1", "--method", "lim", "--data-dir", data_dir)
+    assert result.returncode == 2 and "--method and --seed go with --rank-history" in result.stderr
+
+
 def test_cli_help():
     result = run_cli("--help")
     assert result.returncode == 0
-    for flag in ["--source", "--out", "--show", "--data-dir", "--rank-history", "--top"]:
+    for flag in ["--source", "--out", "--show", "--data-dir", "--rank-history", "--top", "--method", "--seed", "--arc",
+                 "--arc-source"]:
         assert flag in result.stdout
 
 
@@ -271,6 +428,11 @@ def test_missing_prepared_data(tmp_path):
         prepare.load_benchmark("math500", tmp_path)
     with pytest.raises(ValueError, match="unknown benchmark 'gsm8k'"):
         prepare.load_benchmark("gsm8k", tmp_path)
+    with pytest.raises(FileNotFoundError, match=f"fewshot_qwen4.jsonl not found: .*{hint}"):
+        prepare.load_demos("qwen4", tmp_path)
+    arc_hint = r"arc_c.jsonl not found: ARC is a separate step: .*--arc .*--arc-source"
+    with pytest.raises(FileNotFoundError, match=arc_hint):
+        prepare.load_benchmark("arc_c", tmp_path)
     result = run_cli("--show", "pi1", "--data-dir", tmp_path / "nowhere")
     assert result.returncode == 1 and hint in result.stderr
 
@@ -301,7 +463,8 @@ def test_download_path(tmp_path, monkeypatch, data_dir, shared_dir):
 
     monkeypatch.setattr(prepare.urllib.request, "urlopen", lambda url, timeout: Response((shared_dir / by_url[url]).read_bytes()))
     prepare.prepare(None, tmp_path)
-    for rel in ["dsr_sub.jsonl", "acc_step_500.json"] + [f"eval/{name}.jsonl" for name in prepare.BENCHMARK_SIZES]:
+    for rel in ["dsr_sub.jsonl", "acc_step_500.json", "fewshot_qwen4.jsonl", "fewshot_pi1.jsonl"] + \
+            [f"eval/{name}.jsonl" for name in prepare.BENCHMARK_SIZES]:
         assert (tmp_path / rel).read_bytes() == (data_dir / rel).read_bytes()
 
 
@@ -399,3 +562,244 @@ def test_rlvr_checks_the_example_before_building_anything(tmp_path):
                                         "exactly one field holding the label; it has none"), proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and not (tmp_path / "run").exists()
     assert time.perf_counter() - start < 60  # imports only (~10 s); vLLM and the model would take far longer
+
+
+# ---------------------------------------------------------------------------------------------------
+# Few-shot demos: eval.py --fewshot qwen4 | qwen1 | pi1 | FILE.jsonl (Table 16)
+# ---------------------------------------------------------------------------------------------------
+
+def test_demos_from_the_release(data_dir, shared_dir):
+    qwen4 = prepare.load_demos("qwen4", data_dir)
+    assert [d["question"][:40] for d in qwen4] == [
+        "Kevin Kangaroo begins hopping on a numbe", "What is the area of the region defined b",
+        "If $x^2+y^2=1$, what is the largest poss", "If $f(x)=\\frac{ax+b}{cx+d}, abcd\\not=0$ "]
+    assert qwen4[0]["response"].startswith("Let's think step by step\nKevin hops $1/3$")
+    assert qwen4[3]["response"].endswith("and therefore $-d=a$ and $a+d=\\boxed{0}$.\nThe answer is 0")
+    assert prepare.load_demos("qwen1", data_dir) == qwen4[:1]
+    [pi1] = prepare.load_demos("pi1", data_dir)
+    assert pi1["question"] == PAPER_EXAMPLES["pi1"][1] + prepare.PROMPT_SUFFIX
+    assert pi1["response"].startswith("We start by writing the mathematical relationship for the pressure \\( P \\):")
+    assert pi1["response"].endswith("Thus, the wind velocity is \\( \\boxed{12.8} \\) miles per hour.")
+    # Parsed with ast, never executed: a file that would fail on import still parses, and a non-literal fails
+    source = (shared_dir / "qwen25_eval" / "examples.py").read_text()
+    poisoned = "raise SystemExit('examples.py was executed')\n" + source
+    assert prepare.qwen_demos(poisoned.encode(), "x.py", PAPER_EXAMPLES["pi1"][1]) == {"qwen4": qwen4, "pi1": [pi1]}
+    with pytest.raises(ValueError, match=r"x.py line \d+: examples\['math'\] is not a literal"):
+        prepare.qwen_demos(source.replace('examples["math"] = [', 'examples["math"] = LIST + [', 1).encode(), "x.py",
+                           PAPER_EXAMPLES["pi1"][1])
+    with pytest.raises(ValueError, match=r"x.py: examples\['math500'\]\[0\] is not pi_1's problem"):
+        prepare.qwen_demos(source.encode(), "x.py", "another problem")
+    with pytest.raises(ValueError, match="unknown few-shot demos 'qwen8': valid are qwen4, qwen1, pi1 or your own"):
+        prepare.load_demos("qwen8", data_dir)
+
+
+def test_own_demos_file(tmp_path):
+    path = tmp_path / "demos.jsonl"
+    rows = [{"question": "What is 2 + 3?", "response": "2 + 3 = 5. The answer is \\boxed{5}."}, {},  # {}: a blank line
+            {"problem": "Half of 9?", "solution": "  9 / 2 = 4.5\n", "answer": "4.5"},
+            {"prompt": "1+1?", "completion": "2"}, {"question": "q", "output": "o"}]
+    path.write_text("".join((json.dumps(row) if row else "") + "\n" for row in rows))
+    assert prepare.load_demos(str(path), tmp_path / "no-prepared-data") == [
+        {"question": "What is 2 + 3?", "response": "2 + 3 = 5. The answer is \\boxed{5}."},
+        {"question": "Half of 9?", "response": "  9 / 2 = 4.5\n"},  # kept verbatim; "answer" is not a response field
+        {"question": "1+1?", "response": "2"}, {"question": "q", "response": "o"}]
+
+
+BAD_DEMO_LINES = [  # (line 2 of the file, what the error must say after "FILE line 2: ")
+    ("{oops", "not valid JSON"),
+    ("[1, 2]", "not a JSON object"),
+    (json.dumps({"response": "r"}),
+     "field question/problem/prompt: need exactly one field holding the question; it has none"),
+    (json.dumps({"question": "q", "answer": "4"}),
+     "field response/solution/completion/output: need exactly one field holding the response; it has none"),
+    (json.dumps({"question": "q", "response": "r", "solution": "s"}),
+     "field response/solution/completion/output: .* it has 'response' and 'solution'"),
+    (json.dumps({"question": " ", "response": "r"}), "field 'question' must be a non-empty string"),
+    (json.dumps({"question": "q", "response": 5}), "field 'response' must be a non-empty string"),
+]
+
+
+@pytest.mark.parametrize("line, message", BAD_DEMO_LINES)
+def test_own_demos_errors_name_file_line_and_field(tmp_path, line, message):
+    path = tmp_path / "demos.jsonl"
+    path.write_text(json.dumps({"question": "1+1?", "response": "2"}) + "\n" + line + "\n")
+    with pytest.raises(ValueError, match=re.escape(f"{path} line 2: ") + message):
+        prepare.load_demos(str(path))
+
+
+def test_own_demos_empty_or_missing(tmp_path):
+    (tmp_path / "empty.jsonl").write_text("\n")
+    with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'empty.jsonl'}: no demos (the file is empty")):
+        prepare.load_demos(str(tmp_path / "empty.jsonl"))
+    with pytest.raises(FileNotFoundError, match=re.escape(f"{tmp_path / 'nope.jsonl'}: file not found")):
+        prepare.load_demos(str(tmp_path / "nope.jsonl"))
+
+
+# ---------------------------------------------------------------------------------------------------
+# ARC-Easy / ARC-Challenge: a parquet fixture in the AI2 layout
+# ---------------------------------------------------------------------------------------------------
+
+ARC_FIXTURE = {  # subset -> test rows in the dataset's fields; letters and digit labels, 3 to 5 choices
+    "ARC-Easy": [
+        {"id": "Mercury_7001", "question": "Which of these is a gas at room temperature? ",
+         "choices": {"text": ["ice", " steam ", "rock"], "label": ["A", "B", "C"]}, "answerKey": "B"},
+        {"id": "NYSEDREGENTS_2", "question": "How many legs does an insect have?",
+         "choices": {"text": ["2", "4", "6", "8"], "label": ["1", "2", "3", "4"]}, "answerKey": "3"},
+        {"id": "MCAS_2000_8_3", "question": "Which planet is largest?",
+         "choices": {"text": ["Mercury", "Venus", "Earth", "Mars", "Jupiter"], "label": ["A", "B", "C", "D", "E"]},
+         "answerKey": "E"}],
+    "ARC-Challenge": [
+        {"id": "Mercury_SC_4", "question": "Which force pulls objects toward Earth?",
+         "choices": {"text": ["friction", "gravity", "magnetism", "tension"], "label": ["A", "B", "C", "D"]},
+         "answerKey": "B"},
+        {"id": "NYSEDREGENTS_5", "question": "What is H2O?",
+         "choices": {"text": ["salt", "sugar", "air", "water"], "label": ["1", "2", "3", "4"]}, "answerKey": "4"}],
+}
+
+
+def write_arc_fixture(root, fixture=ARC_FIXTURE):
+    """The AI2 ARC layout under `root`: <subset>/test-00000-of-00001.parquet (plus a train split that must be
+    ignored). Returns {subset: test file bytes}."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    written = {}
+    for subset, rows in fixture.items():
+        (root / subset).mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.Table.from_pylist(rows), root / subset / "test-00000-of-00001.parquet")
+        pq.write_table(pa.Table.from_pylist(rows[:1]), root / subset / "train-00000-of-00001.parquet")
+        written[subset] = (root / subset / "test-00000-of-00001.parquet").read_bytes()
+    return written
+
+
+def test_arc_from_source(tmp_path):
+    write_arc_fixture(tmp_path / "arc")
+    result = run_cli("--arc-source", tmp_path / "arc", "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert "arc_e: 3 questions; the AI2 test split has 2376" in result.stderr  # a local copy: a warning only
+    easy = prepare.load_benchmark("arc_e", tmp_path / "out")
+    assert easy[0] == {"idx": 0, "question": "Which of these is a gas at room temperature?\nAnswer Choices: (A) ice "
+                                             "(B) steam (C) rock", "answer": "B", "choices": ["ice", "steam", "rock"],
+                       "labels": ["A", "B", "C"], "answer_label": "B", "id": "Mercury_7001"}
+    assert easy[1]["question"] == "How many legs does an insect have?\nAnswer Choices: (A) 2 (B) 4 (C) 6 (D) 8"
+    assert (easy[1]["answer"], easy[1]["answer_label"], easy[1]["labels"]) == ("C", "3", ["1", "2", "3", "4"])
+    assert easy[2]["question"].endswith("(D) Mars (E) Jupiter") and easy[2]["answer"] == "E"
+    challenge = prepare.load_benchmark("arc_c", tmp_path / "out")
+    assert [(e["idx"], e["answer"], e["id"]) for e in challenge] == [(0, "B", "Mercury_SC_4"),
+                                                                    (1, "D", "NYSEDREGENTS_5")]
+    assert not (tmp_path / "out" / "dsr_sub.jsonl").exists()  # only ARC: the release's prepare() is separate
+
+
+def _bad(field_changes):
+    row = json.loads(json.dumps(ARC_FIXTURE["ARC-Challenge"][1]))
+    for key, value in field_changes.items():
+        if key.startswith("choices."):
+            row["choices"][key[8:]] = value
+        elif value is None:
+            del row[key]
+        else:
+            row[key] = value
+    return row
+
+
+@pytest.mark.parametrize("row, message", [
+    (_bad({"answerKey": None}), "field 'answerKey' is missing or not a non-empty string"),
+    (_bad({"answerKey": "E"}), r"field 'answerKey' 'E' is not one of the labels \['1', '2', '3', '4'\]"),
+    (_bad({"question": "  "}), "field 'question' is missing or not a non-empty string"),
+    (_bad({"choices.label": ["1", "2", "3"]}), "field 'choices': need 2-5 texts with as many distinct labels"),
+    (_bad({"choices.text": list("abcdef"), "choices.label": list("123456")}), "field 'choices': need 2-5"),
+    (_bad({"choices.label": ["1", "1", "2", "3"]}), "field 'choices': need 2-5 texts with as many distinct labels"),
+    (_bad({"choices.text": ["salt", "", "air", "water"]}), "field 'choices.text' is missing or not a list of"),
+])
+def test_arc_malformed_rows(tmp_path, row, message):
+    fixture = {"ARC-Easy": ARC_FIXTURE["ARC-Easy"], "ARC-Challenge": [ARC_FIXTURE["ARC-Challenge"][0], row]}
+    write_arc_fixture(tmp_path / "arc", fixture)
+    path = tmp_path / "arc" / "ARC-Challenge" / "test-00000-of-00001.parquet"
+    with pytest.raises(ValueError, match=re.escape(f"{path} row 1: ") + message):
+        prepare.prepare_arc(tmp_path / "arc", tmp_path / "out")
+    assert not (tmp_path / "out" / "eval" / "arc_e.jsonl").exists()  # nothing written when a split is bad
+    with pytest.raises(FileNotFoundError, match="ARC-Easy/test-\\*.parquet not found: --arc-source must hold"):
+        prepare.prepare_arc(tmp_path / "elsewhere", tmp_path / "out")
+
+
+def test_arc_download_path(tmp_path, monkeypatch):
+    # No internet here: serve the pinned hub URLs from the fixture, with the fixture's hashes and counts pinned in
+    # their place, to check the URLs, the hash check, and that a download writes what --arc-source writes.
+    assert prepare.ARC_URL == ("https://huggingface.co/datasets/allenai/ai2_arc/resolve/"
+                               "16644173ab25fa007c815e3204a8b59a4034ba1b/")
+    assert {k: (v[0], v[1], v[3]) for k, v in prepare.ARC_FILES.items()} == {
+        "arc_e": ("ARC-Easy", "test-00000-of-00001.parquet", 2376),
+        "arc_c": ("ARC-Challenge", "test-00000-of-00001.parquet", 1172)}
+    files = write_arc_fixture(tmp_path / "arc")
+    by_url = {prepare.ARC_URL + f"{subset}/test-00000-of-00001.parquet": data for subset, data in files.items()}
+
+    class Response(io.BytesIO):
+        def __exit__(self, *exc):
+            self.close()
+
+    monkeypatch.setattr(prepare.urllib.request, "urlopen", lambda url, timeout: Response(by_url[url]))
+    with pytest.raises(ValueError, match=r"ARC-Easy/test-00000-of-00001.parquet: sha256 \w+ does not match 4160597d"):
+        prepare.prepare_arc(None, tmp_path / "down")
+    pinned = {name: (subset, filename, hashlib.sha256(files[subset]).hexdigest(), len(ARC_FIXTURE[subset]))
+              for name, (subset, filename, _, _) in prepare.ARC_FILES.items()}
+    monkeypatch.setattr(prepare, "ARC_FILES", pinned)
+    prepare.prepare_arc(None, tmp_path / "down")
+    prepare.prepare_arc(tmp_path / "arc", tmp_path / "local")
+    for name in ("arc_e", "arc_c"):
+        assert (tmp_path / "down" / "eval" / f"{name}.jsonl").read_bytes() == \
+            (tmp_path / "local" / "eval" / f"{name}.jsonl").read_bytes()
+    monkeypatch.setitem(prepare.ARC_FILES, "arc_c", pinned["arc_c"][:3] + (1172,))
+    with pytest.raises(ValueError, match=r"arc_c: 2 questions; the AI2 test split has 1172"):  # a download: an error
+        prepare.prepare_arc(None, tmp_path / "down2")
+
+
+# ---------------------------------------------------------------------------------------------------
+# run.sh and its table in the docs
+# ---------------------------------------------------------------------------------------------------
+
+EXPERIMENTS_DOC = REPO / "docs" / "experiments.md"  # the table of every run.sh row (the README may take it over)
+RUN_ROW = re.compile(r"^(\$[RE] .*?)\s+# (Table \d+[^:]*): (.+)$")
+
+
+def run_sh_rows():
+    """(command, paper table and row, the paper's number) of every experiment line of run.sh, in order. A line
+    that runs something ($R or $E) without that comment is an error."""
+    rows = []
+    for lineno, line in enumerate((REPO / "run.sh").read_text(encoding="utf-8").splitlines(), start=1):
+        if line.startswith("$"):
+            match = RUN_ROW.match(line)
+            assert match, f"run.sh line {lineno}: an experiment line must end in '# Table N, <row>: <number>'"
+            rows.append(match.groups())
+    return rows
+
+
+def doc_rows():
+    rows = []
+    for line in EXPERIMENTS_DOC.read_text(encoding="utf-8").splitlines():
+        if line.startswith("| Table "):
+            ref, command, number = [cell.strip() for cell in line.strip("|").split(" | ")]
+            assert command.startswith("`") and command.endswith("`"), line
+            rows.append((command[1:-1], ref, number))
+    return rows
+
+
+def test_run_sh_rows_match_the_docs_table():
+    rows = run_sh_rows()
+    assert len(rows) > 50  # every table of the paper (67 lines when this was written)
+    assert doc_rows() == rows  # same experiments, commands and numbers, in the same order
+    outs = [re.search(r"--out (\S+)", command).group(1) for command, _, _ in rows]
+    assert len(outs) == len(set(outs)), "two experiments write the same folder"
+    refs = {ref: number for _, ref, number in rows}
+    # the issue's rows, checked against the paper's text (docs/experiments.md, "Where each number comes from")
+    assert refs["Table 4, PPO {π1}"] == "72.4 / 33.8" and refs["Table 4, PPO DSR-sub"] == "72.8 / 35.4"
+    assert refs["Table 17, GRPO DSR-sub 60%"] == "71.8 / 34.6" and refs["Table 17, GRPO DSR-sub 90%"] == "67.8 / 31.2"
+    assert refs["Table 17, PPO DSR-sub 60%"] == "71.6 / 34.6" and refs["Table 17, PPO DSR-sub 90%"] == "68.2 / 32.9"
+    assert refs["Table 6, +Entropy Loss, 20 steps (= Table 5 row 10)"] == "63.4 / 25.0"
+    assert refs["Table 18, simplified {π1′}"] == "65.4 / 30.0"
+    assert refs["Table 16, Qwen2.5-Math-1.5B {π1} in-context"] == "59.0 / 25.5"
+    assert refs["Table 16, Qwen2.5-Math-1.5B Qwen official 4 examples"] == "49.8 / 18.0"
+    assert refs["Table 15, step 20"] == "MATH500 53.8" and refs["Table 15, step 60"] == "MATH500 69.8"
+
+
+def test_run_sh_syntax():
+    result = subprocess.run(["bash", "-n", "run.sh"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
