@@ -1,12 +1,14 @@
 """model.py — the models and where they live: loading (HF folders or the tiny in-code ones), the log-prob
-module the loss trains, the PPO critic, FSDP2 sharding and the process group. rlvr.py (the loop), eval.py and
-the benchmarks import this file; it imports no other project file but loss.py.
+module the loss trains, the PPO critic, dtypes (`to_dtype`: parameters only, fp32 buffers stay fp32), FSDP2
+sharding, building sharded models from rank 0's weights (`from_rank0`), and the process group. rlvr.py (the
+loop), eval.py, rollout.py and bench.py import this file; it imports no other project file but loss.py.
 """
 import os
 from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 from torch.distributed.fsdp import CPUOffloadPolicy, FSDPModule, MixedPrecisionPolicy, fully_shard
 
 import loss as L
@@ -172,20 +174,60 @@ class ValueModel(torch.nn.Module):
         return torch.nn.functional.linear(hidden.float(), self.score.weight.float(), self.score.bias.float()).squeeze(-1)
 
 
-def load_model_and_tokenizer(name, *, seed=0, toy=False):
+def load_model_and_tokenizer(name, *, seed=0, toy=False, weights=True):
     """The HF causal LM (fp32 master weights) and its tokenizer from a folder or hub id; "tiny" builds both in
-    code (seeded by `seed`; `toy` adds the toy task's boxed-digit tokens)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+    code (seeded by `seed`; `toy` adds the toy task's boxed-digit tokens). weights=False: the same model on the
+    meta device (config and generation config as loaded, no weights read, no memory): what ranks other than 0
+    build, to be filled from rank 0 (from_rank0)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
     if name == "tiny":
         tokenizer = tiny_tokenizer(TOY_TOKENS if toy else ())
-        return tiny_model(tokenizer, seed=seed), tokenizer
+        if weights:
+            return tiny_model(tokenizer, seed=seed), tokenizer
+        with torch.device("meta"):
+            return tiny_model(tokenizer, seed=seed), tokenizer
     tokenizer = AutoTokenizer.from_pretrained(name)
-    lm = AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32)
+    if weights:
+        lm = AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32)
+    else:
+        lm = meta_copy(AutoConfig.from_pretrained(name))
     try:
         lm.generation_config = GenerationConfig.from_pretrained(name)
     except OSError:  # no generation_config.json: the tokenizer's EOS alone stops generation
         pass
     return lm, tokenizer
+
+
+def context_tokens(name):
+    """The model's context in tokens (config max_position_embeddings), as vLLM derives its default max_model_len
+    (vllm/config/model.py:2527-2667, which also caps it by the tokenizer's model_max_length and refuses a larger
+    user value); None when the config does not say."""
+    from transformers import AutoConfig
+    return getattr(AutoConfig.from_pretrained(name), "max_position_embeddings", None)
+
+
+def meta_copy(lm_or_config):
+    """A weightless fp32 HF causal LM with the architecture of `lm_or_config` (a model or its config) on the meta
+    device, generation config included: built in no time and no memory, then sharded and filled (from_rank0) or
+    allocated (to_empty) where it will live."""
+    from transformers import AutoModelForCausalLM, PretrainedConfig
+    config = lm_or_config if isinstance(lm_or_config, PretrainedConfig) else lm_or_config.config
+    with torch.device("meta"):
+        lm = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    if not isinstance(lm_or_config, PretrainedConfig):
+        lm.generation_config = lm_or_config.generation_config
+    return lm
+
+
+def to_dtype(module, dtype):
+    """Cast the parameters of `module` to `dtype` in place; buffers keep their dtype. module.to(dtype) would also
+    cast RoPE's inverse frequencies (`rotary_emb.inv_freq`, fp32 in transformers 5.19: modeling_qwen2.py:83), whose
+    bf16 rounding is up to 3.7e-3 relative: at position 3,000 the fastest rotations are then off by radians, a
+    spurious KL between a policy and a reference with identical weights. transformers' own from_pretrained(dtype=
+    bfloat16) keeps them fp32 too. Every model the project puts in bf16 goes through here."""
+    for p in module.parameters():
+        p.data = p.data.to(dtype)
+    return module
 
 
 def save_hf_folder(lm, tokenizer, path):
@@ -220,3 +262,32 @@ def shard(module, device, mp_dtype=None, offload=False):
     return module
 
 
+
+
+def broadcast_buffers(module, full, device):
+    """Every buffer of `module` (e.g. after to_empty: uninitialised) := rank 0's value of it in `full` (None on
+    other ranks), on `device`, in `module`'s buffer dtype (fp32 RoPE frequencies stay fp32). Buffers are not in a
+    state dict when non-persistent, as RoPE's are, so set_model_state_dict does not fill them."""
+    source = dict(full.named_buffers()) if full is not None else {}
+    for name, buf in list(module.named_buffers()):
+        t = (source[name].to(device, buf.dtype) if dist.get_rank() == 0
+             else torch.empty(buf.shape, dtype=buf.dtype, device=device))
+        dist.broadcast(t, src=0)
+        owner, _, leaf = name.rpartition(".")
+        module.get_submodule(owner)._buffers[leaf] = t
+    return module
+
+
+def from_rank0(module, full, device, *, dtype=torch.float32, mp_dtype=None, offload=False):
+    """FSDP2 shards of `module` (built on the meta device on every rank, e.g. by meta_copy) with the weights of
+    `full` (the same model with weights on rank 0, None elsewhere): cast to `dtype` (parameters only), shard,
+    allocate the shards where they live (CPU with `offload`), then torch.distributed.checkpoint.state_dict's
+    set_model_state_dict(full_state_dict, broadcast_from_rank0) sends rank 0's tensors one at a time and each rank
+    copies its slice into its shard, casting to the shard's dtype (torch 2.13: _state_dict_utils.py
+    _broadcast_tensors, _distribute_tensors; it runs over gloo too). So only rank 0 ever holds the full model, in
+    host memory, and nothing full is ever moved to the GPU."""
+    shard(to_dtype(module, dtype), device, mp_dtype=mp_dtype, offload=offload)
+    module.to_empty(device="cpu" if offload else device)
+    set_model_state_dict(module, full.state_dict() if full is not None else {},
+                         options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
+    return broadcast_buffers(module, full, device)

