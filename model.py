@@ -3,6 +3,7 @@ module the loss trains, the PPO critic, dtypes (`to_dtype`: parameters only, fp3
 sharding, building sharded models from rank 0's weights (`from_rank0`), and the process group. rlvr.py (the
 loop), eval.py, rollout.py and bench.py import this file; it imports no other project file but loss.py.
 """
+import argparse
 import os
 from datetime import timedelta
 
@@ -130,6 +131,87 @@ def end_distributed():
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+class UserError(Exception):
+    """A mistake the user can fix (a flag value, a file, a folder, the world size): reported as one line."""
+
+
+def exit_user_error(error):
+    """The end of an entry point on a UserError, the same on every rank, before any collective: rank 0 (RANK, or
+    the only process) prints "error: <reason>" once, as the last thing our processes print, and every rank exits
+    with status 1; no traceback. The other ranks wait a moment first, so that torchrun, which stops the remaining
+    workers when one exits, never stops rank 0 before it has printed (it then names rank 0 as the root cause)."""
+    import sys
+    import time
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+    else:
+        time.sleep(3)
+    sys.exit(1)
+
+
+class ArgParser(argparse.ArgumentParser):
+    """argparse, with its usage errors (an unknown flag, a value of the wrong type) raised as UserError, so that an
+    entry point reports them like every other user error (exit_user_error), once under torchrun."""
+
+    def error(self, message):
+        raise UserError(f"{message} (see {self.prog} --help)")
+
+
+# Where an HF folder keeps its weights; a folder with none of these cannot be loaded.
+_WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin", "model*.bin")
+
+
+def _check_safetensors(path):
+    """Raise UserError if `path` is not a complete safetensors file: an 8-byte header length, a JSON header, and
+    every tensor's data inside the file (a truncated download fails here, not deep inside the loader)."""
+    import json
+    import struct
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        n = struct.unpack("<Q", head)[0] if len(head) == 8 else None
+        if n is None or 8 + n > size:
+            raise UserError(f"model folder {path.parent}: {path.name} is damaged (truncated: {size} bytes, its "
+                            f"header says {'?' if n is None else 8 + n}+); download or export it again")
+        try:
+            header = json.loads(f.read(n))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise UserError(f"model folder {path.parent}: {path.name} is damaged (its header is not JSON: {e})") from e
+    end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__" and isinstance(t, dict)
+               and "data_offsets" in t), default=0)
+    if 8 + n + end > size:
+        raise UserError(f"model folder {path.parent}: {path.name} is damaged (truncated: {size} bytes of "
+                        f"{8 + n + end}); download or export it again")
+
+
+def check_model(name):
+    """Raise UserError unless `name` can be loaded as an HF causal LM, before anything is built: "tiny"; a local
+    folder with config.json, a tokenizer and complete weight files; or a hub id ("org/name") not shaped like a
+    path. What is wrong is named: no such path, not a model folder, which file is damaged."""
+    from pathlib import Path
+    if name == "tiny":
+        return
+    path = Path(name).expanduser()
+    if not path.exists():
+        looks_like_path = name.startswith((".", "/", "~")) or name.count("/") > 1 or name.endswith("/")
+        if looks_like_path or os.environ.get("HF_HUB_OFFLINE") == "1":
+            raise UserError(f"--model {name}: no such folder (give an HF model folder, or a hub id such as "
+                            f"Qwen/Qwen2.5-Math-1.5B on a machine that can download it)")
+        return  # a hub id: transformers / vLLM download it (or find it in the HF cache)
+    if not path.is_dir():
+        raise UserError(f"--model {name}: not a model folder (a file; give the folder that holds config.json)")
+    if not (path / "config.json").is_file():
+        raise UserError(f"--model {name}: not a model folder (no config.json in it)")
+    if not any((path / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
+        raise UserError(f"--model {name}: the folder has no tokenizer (tokenizer.json or tokenizer_config.json)")
+    weights = sorted(f for pattern in _WEIGHT_FILES for f in path.glob(pattern))
+    if not weights:
+        raise UserError(f"--model {name}: the folder has no weights (*.safetensors or pytorch_model*.bin)")
+    for f in weights:
+        if f.suffix == ".safetensors":
+            _check_safetensors(f)
 
 
 class LogProbLM(torch.nn.Module):

@@ -7,8 +7,10 @@ picture), each benchmark of the checkpoint sweep, entropy and response length, s
 It reads what the run wrote: RUN/metrics.jsonl (rlvr.py), RUN/sweep.jsonl (`eval.py --sweep RUN`) and RUN/config.json,
 and imports no torch. Each run is labelled by the config fields in which the runs differ (kl_coef=0.0, ...).
 
-    plot_accuracy.png           training accuracy and MATH500 (validation) vs step: reward/mean, eval/math500
-    plot_benchmarks.png         each benchmark and their average vs step: sweep.jsonl (runs with a sweep only)
+    plot_accuracy.png           training accuracy and MATH500 (validation, both graders) vs step: reward/mean,
+                                eval/math500_paper (the paper's grader), eval/math500 (ours)
+    plot_benchmarks.png         each benchmark and their average vs step, the paper's grader solid and ours dashed:
+                                sweep.jsonl (runs with a sweep only)
     plot_entropy_length.png     policy entropy and response length vs step: loss/entropy, rollout/len_mean
     plot_reflection_boxed.png   share of responses with a self-reflection word / a boxed answer vs step:
                                 rollout/reflection_frac, reward/format
@@ -22,7 +24,7 @@ import re
 import sys
 from pathlib import Path
 
-from eval import NAMES, avg_label, last_and_best, read_jsonl, sweep_series
+from eval import NAMES, OURS_LABEL, PAPER_LABEL, avg_label, last_and_best, read_jsonl, sweep_series
 
 # Config fields that never tell two runs apart for a reader.
 NOT_A_LABEL = {"out", "git_commit", "resume", "data_dir", "wandb"}
@@ -109,11 +111,12 @@ def accuracy_figure(runs, names):
         prefix = "" if len(runs) == 1 else f"{name}: "
         example = pretty_example(run["config"].get("example", "the training set"))
         ax.plot(*series(run["metrics"], "reward/mean"), color=color, label=f"{prefix}training accuracy on {example}")
-        steps, values = series(run["metrics"], "eval/math500")
-        if steps:
-            validated = True
-            ax.plot(steps, values, color=color, linestyle="--", marker="o", markersize=4,
-                    label=f"{prefix}MATH500 accuracy (greedy)")
+        for key, style, grader in (("eval/math500_paper", "--", PAPER_LABEL), ("eval/math500", ":", OURS_LABEL)):
+            steps, values = series(run["metrics"], key)
+            if steps:
+                validated = True
+                ax.plot(steps, values, color=color, linestyle=style, marker="o", markersize=4,
+                        label=f"{prefix}MATH500 accuracy (greedy, {grader})")
     _percent(ax, "accuracy")
     ax.set_ylim(-0.03, 1.03)
     ax.set_title("Training accuracy and MATH500 over training" if validated else
@@ -127,15 +130,18 @@ def benchmarks_figure(runs, names):
     swept = [(run, name, color) for run, name, color in zip(runs, names, _colors(len(runs))) if run["sweep"]]
     if not swept:
         return None
-    all_series = [sweep_series(run["sweep"]) for run, _, _ in swept]
-    panels = list(dict.fromkeys(b for s in all_series for b in s if b != "avg")) + ["avg"]
+    # Both graders per run: solid = the paper's grader (the number beside the paper's tables), dashed = ours.
+    graders = ((PAPER_LABEL, "paper_accuracy", "-"), (OURS_LABEL, "accuracy", "--"))
+    all_series = [{grader: sweep_series(run["sweep"], key) for grader, key, _ in graders} for run, _, _ in swept]
+    panels = list(dict.fromkeys(b for s in all_series for b in s[OURS_LABEL] if b != "avg")) + ["avg"]
     fig, axes = _figure(len(panels), width_per_panel=4.2, height=3.4, rows=2 if len(panels) > 4 else 1)
-    average = avg_label(all_series[0])
+    average = avg_label(all_series[0][OURS_LABEL])
     for ax, panel in zip(axes, panels):
         for (_, name, color), s in zip(swept, all_series):
-            points = s.get(panel, [])
-            ax.plot([p[0] for p in points], [p[1] for p in points], color=color, marker="o", markersize=4,
-                    label=name)
+            for grader, _, style in graders:
+                points = s[grader].get(panel, [])
+                ax.plot([p[0] for p in points], [p[1] for p in points], color=color, linestyle=style, marker="o",
+                        markersize=4, label=f"{name}: {grader}" if len(runs) > 1 else grader)
         ax.set_title(NAMES.get(panel, panel) if panel != "avg" else
                      "Avg (mean of the six)" if average == "Avg" else f"{average} benchmarks")
         _percent(ax, "accuracy")
@@ -200,14 +206,16 @@ def make_figures(runs):
 def summary(run):
     """{column: last_and_best figures} of one run: training accuracy, MATH500 validation, the sweep's average."""
     out = {}
-    for column, key in (("training accuracy", "reward/mean"), ("MATH500 (validation)", "eval/math500")):
+    for column, key in (("training accuracy", "reward/mean"),
+                        (f"MATH500 (validation, {PAPER_LABEL})", "eval/math500_paper"),
+                        (f"MATH500 (validation, {OURS_LABEL})", "eval/math500")):
         steps, values = series(run["metrics"], key)
         if steps:
             out[column] = last_and_best(list(zip(steps, values)))
-    if run["sweep"]:
-        s = sweep_series(run["sweep"])
+    for grader, key in ((PAPER_LABEL, "paper_accuracy"), (OURS_LABEL, "accuracy")):
+        s = sweep_series(run["sweep"], key) if run["sweep"] else {"avg": []}
         if s["avg"]:
-            out[f"sweep {avg_label(s)}"] = last_and_best(s["avg"])
+            out[f"sweep {avg_label(s)} ({grader})"] = last_and_best(s["avg"])
     return out
 
 

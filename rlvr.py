@@ -68,8 +68,9 @@ from tqdm import tqdm
 
 import loss as L
 import reward
-from model import (LogProbLM, ValueModel, broadcast_buffers, end_distributed, from_rank0, load_model_and_tokenizer,
-                   meta_copy, save_hf_folder, setup_distributed, to_dtype)
+from model import (ArgParser, LogProbLM, UserError, ValueModel, broadcast_buffers, check_model, end_distributed,
+                   exit_user_error, from_rank0, load_model_and_tokenizer, meta_copy, save_hf_folder, setup_distributed,
+                   to_dtype)
 from data import prepare as data
 from eval import count_reflection
 from rollout import TorchEngine, VLLMEngine, eos_token_ids, sync_weights
@@ -172,9 +173,50 @@ def _field_comments():
     return dict(re.findall(r"^\s+(\w+): [^=]+= .*?(?:  # (.*))?$", source, flags=re.M))
 
 
+# Config fields that do not name a run folder: cadence, resources, logging and engine memory change neither the
+# math nor the result (resume may change them), so a run resumed with a new --steps finds its folder.
+NOT_IN_RUN_NAME = {"preset", "example", "out", "resume", "steps", "data_dir", "eval_every", "eval_at_start",
+                   "eval_limit", "save_every", "samples_every", "wandb", "micro_batch_tokens", "logprob_chunk_tokens",
+                   "gradient_checkpointing", "ref_offload", "gpu_memory_utilization", "vllm_sleep_level",
+                   "vllm_cpu_kv_cache_mib"}
+
+
+def run_name(cfg):
+    """The default --out: runs/<preset>-<example>, then each field that differs from the preset, as field=value
+    (runs/toy-toy, runs/toy-toy-engine=vllm, runs/qwen2.5-math-1.5b-pi1-kl_coef=0.0-entropy_coef=0.0), so runs
+    that differ never share a folder; fields in NOT_IN_RUN_NAME are left out."""
+    base = Config(**PRESETS[cfg.preset])
+    example = Path(cfg.example).stem if cfg.example.endswith(".jsonl") else cfg.example.replace(",", "+")
+    changed = [f"{f.name}={getattr(cfg, f.name)}" for f in dataclasses.fields(Config)
+               if f.name not in NOT_IN_RUN_NAME and getattr(cfg, f.name) != getattr(base, f.name)]
+    return "runs/" + "-".join([f"{cfg.preset}-{example}", *changed]).replace("/", "_")
+
+
+# (field, test, what it must be): flag values that cannot make a run, refused before anything is built.
+CHECKS = [
+    ("steps", lambda v: v >= 1, "at least 1"), ("batch_prompts", lambda v: v >= 1, "at least 1"),
+    ("samples_per_prompt", lambda v: v >= 1, "at least 1"), ("max_prompt_tokens", lambda v: v >= 1, "at least 1"),
+    ("max_response_tokens", lambda v: v >= 1, "at least 1"), ("top_p", lambda v: 0 < v <= 1, "in (0, 1]"),
+    ("lr", lambda v: v >= 0, "at least 0"), ("critic_lr", lambda v: v >= 0, "at least 0"),
+    ("grad_clip", lambda v: v > 0, "above 0"), ("critic_grad_clip", lambda v: v > 0, "above 0"),
+    ("clip_low", lambda v: v >= 0, "at least 0"), ("clip_high", lambda v: v >= 0, "at least 0"),
+    ("perturb_labels", lambda v: 0 <= v <= 1, "a fraction in [0, 1]"), ("mini_batches", lambda v: v >= 1, "at least 1"),
+    ("epochs", lambda v: v >= 1, "at least 1"), ("micro_batch_tokens", lambda v: v >= 1, "at least 1"),
+    ("logprob_chunk_tokens", lambda v: v >= 1, "at least 1"), ("eval_every", lambda v: v >= 0, "at least 0"),
+    ("eval_limit", lambda v: v >= 0, "at least 0"), ("save_every", lambda v: v >= 0, "at least 0"),
+    ("samples_every", lambda v: v >= 0, "at least 0"), ("gpu_memory_utilization", lambda v: 0 < v <= 1, "in (0, 1]"),
+    ("vllm_cpu_kv_cache_mib", lambda v: v >= 1, "at least 1"), ("vllm_sleep_level", lambda v: v in (0, 1, 2), "0, 1 or 2"),
+    ("agg", lambda v: v in L.AGG_MODES, f"one of {', '.join(L.AGG_MODES)}"),
+    ("reward", lambda v: v in ("outcome", "format"), "outcome or format"),
+    ("engine", lambda v: v in ("vllm", "torch"), "vllm or torch"), ("algo", lambda v: v in ("grpo", "ppo"), "grpo or ppo"),
+    ("dtype", lambda v: v in ("auto", "bf16", "fp32"), "auto, bf16 or fp32"),
+]
+
+
 def parse_config(argv=None):
-    """defaults < --preset < flags. Every field is a flag (--micro-batch-tokens ...); bools take --no-X."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], argument_default=argparse.SUPPRESS)
+    """defaults < --preset < flags. Every field is a flag (--micro-batch-tokens ...); bools take --no-X. A bad
+    flag or value raises model.UserError (main reports it once, on rank 0, before anything is built)."""
+    parser = ArgParser(description=__doc__.split("\n\n")[0], argument_default=argparse.SUPPRESS)
     helps = _field_comments()
     for f in dataclasses.fields(Config):
         kind = argparse.BooleanOptionalAction if f.type is bool else None
@@ -183,21 +225,55 @@ def parse_config(argv=None):
     flags = vars(parser.parse_args(argv))
     preset = flags.get("preset", Config.preset)
     if preset not in PRESETS:
-        parser.error(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        raise UserError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     cfg = Config(**{**PRESETS[preset], **flags})
-    if cfg.agg not in L.AGG_MODES or cfg.reward not in ("outcome", "format") or cfg.engine not in ("vllm", "torch"):
-        parser.error(f"--agg must be one of {L.AGG_MODES}, --reward outcome|format, --engine vllm|torch")
-    if cfg.algo not in ("grpo", "ppo"):
-        parser.error(f"--algo must be grpo or ppo, got {cfg.algo!r}")
+    for field, ok, must in CHECKS:
+        if not ok(getattr(cfg, field)):
+            raise UserError(f"--{field.replace('_', '-')} {getattr(cfg, field)}: must be {must}")
+    if cfg.temperature <= 0:  # the loss divides the logits by T; at T = 0 all G samples are one (advantage 0)
+        raise UserError(f"--temperature {cfg.temperature}: RLVR samples at T > 0 (the paper: 0.6); at T = 0 the "
+                        f"{cfg.samples_per_prompt} samples of a prompt are identical, every advantage is 0 and the "
+                        "log-probs at T are undefined")
     if cfg.engine == "vllm" and cfg.vllm_sleep_level and not torch.cuda.is_available():
-        parser.error(f"--vllm-sleep-level {cfg.vllm_sleep_level}: vLLM has no sleep mode on CPU; use 0")
-    if cfg.dtype not in ("auto", "bf16", "fp32"):
-        parser.error(f"--dtype must be auto, bf16 or fp32, got {cfg.dtype!r}")
+        raise UserError(f"--vllm-sleep-level {cfg.vllm_sleep_level}: vLLM has no sleep mode on CPU; use 0")
+    cfg.out = cfg.out or run_name(cfg)  # before resolving dtype: an explicit --dtype names the run, auto does not
     if cfg.dtype == "auto":  # resolved here, so config.json records what ran
         cfg.dtype = "bf16" if torch.cuda.is_available() else "fp32"
-    example = Path(cfg.example).stem if cfg.example.endswith(".jsonl") else cfg.example.replace(",", "+")
-    cfg.out = cfg.out or f"runs/{cfg.preset}-{example}"
     return cfg
+
+
+def check_start(cfg):
+    """Everything a user can get wrong that shows before the run starts, checked the same way on every rank before
+    the process group exists (so a mistake never leaves a rank waiting in a collective): the world size against
+    the batch, the examples and their files, the MATH500 data for validation, the model folder, and the run
+    folder (an existing run without --resume; --resume without a checkpoint, or from another world size).
+    Returns the examples; raises model.UserError."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if cfg.batch_prompts % world:
+        raise UserError(f"--batch-prompts {cfg.batch_prompts} must divide over {world} ranks (whole prompt groups "
+                        f"per rank): use a world size that divides it")
+    examples = training_examples(cfg)
+    if cfg.eval_every:
+        try:
+            data.load_benchmark("math500", cfg.data_dir)
+        except (ValueError, FileNotFoundError) as e:
+            raise UserError(f"validation (--eval-every {cfg.eval_every}) needs MATH500: {e}") from e
+    check_model(cfg.model)
+    out = Path(cfg.out)
+    if (out / "metrics.jsonl").exists() and not cfg.resume:
+        raise UserError(f"{out / 'metrics.jsonl'} exists: pass --resume to continue that run, or another --out")
+    if cfg.resume:
+        done = complete_checkpoints(cfg)
+        if not done:
+            raise UserError(f"--resume: no complete checkpoint in {out / 'ckpt'} (start without --resume)")
+        try:
+            written_by = json.loads((done[-1] / "trainer.json").read_text()).get("world_size", world)
+        except (OSError, json.JSONDecodeError) as e:
+            raise UserError(f"--resume: broken checkpoint {done[-1]}: trainer.json: {e}") from e
+        if written_by != world:  # its RNG files are per rank, and rollout_seed depends on the count
+            raise UserError(f"--resume: {done[-1]} was written by {written_by} ranks, this run has {world}; resume "
+                            f"with {written_by} ranks in all (nodes × processes per node)")
+    return examples
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -268,10 +344,10 @@ def training_examples(cfg):
         examples = TOY_EXAMPLES if cfg.example == "toy" else data.load_examples(cfg.example, cfg.data_dir)
         data.repeat_to_batch(examples, cfg.batch_prompts)  # k examples must fill the batch equally
     except (ValueError, FileNotFoundError) as e:
-        raise SystemExit(f"--example {cfg.example}: {e}") from e
+        raise UserError(f"--example {cfg.example}: {e}") from e
     if cfg.label:
         if len(examples) != 1:
-            raise SystemExit(f"--label overrides the label of a single example; --example {cfg.example} has {len(examples)}")
+            raise UserError(f"--label overrides the label of a single example; --example {cfg.example} has {len(examples)}")
         examples = data.override_label(examples, examples[0]["name"], cfg.label)
     if cfg.perturb_labels:
         examples = data.perturb_labels(examples, cfg.perturb_labels, cfg.seed)
@@ -703,18 +779,17 @@ def save_checkpoint(cfg, step, policy, optimizer, history, rank, critic=None, cr
     dist.barrier()
 
 
+def complete_checkpoints(cfg):
+    """The complete checkpoints in OUT/ckpt, oldest first (a *.tmp is one a kill cut short)."""
+    return sorted(p for p in (Path(cfg.out) / "ckpt").glob("step_*") if not p.name.endswith(".tmp"))
+
+
 def load_checkpoint(cfg, policy, optimizer, rank, critic=None, critic_optimizer=None):
-    """Restore the newest complete checkpoint; returns (step, history). Half-written ones (*.tmp) are ignored."""
-    done = sorted(p for p in (Path(cfg.out) / "ckpt").glob("step_*") if not p.name.endswith(".tmp"))
-    if not done:
-        raise SystemExit(f"--resume: no complete checkpoint in {Path(cfg.out) / 'ckpt'}")
-    path = done[-1]
+    """Restore the newest complete checkpoint; returns (step, history). Half-written ones (*.tmp) are ignored.
+    check_start has refused a missing checkpoint and another world size before the run began."""
+    path = complete_checkpoints(cfg)[-1]
     try:
         trainer = json.loads((path / "trainer.json").read_text())
-        written_by = trainer.get("world_size", dist.get_world_size())
-        if written_by != dist.get_world_size():  # its RNG files are per rank, and rollout_seed depends on the count
-            raise SystemExit(f"--resume: {path} was written by {written_by} ranks, this run has "
-                             f"{dist.get_world_size()}; resume with {written_by} ranks in all (nodes × processes per node)")
         state, owners = train_state(policy, optimizer, critic, critic_optimizer)
         dcp.load(state, checkpoint_id=str(path))
         for prefix, (module, opt) in owners.items():
@@ -791,8 +866,6 @@ def start_run(cfg, rank):
     out = Path(cfg.out)
     metrics = out / "metrics.jsonl"
     if rank == 0:
-        if metrics.exists() and not cfg.resume:
-            raise SystemExit(f"{metrics} exists: pass --resume to continue that run, or another --out")
         out.mkdir(parents=True, exist_ok=True)
         resolved = {**dataclasses.asdict(cfg), "git_commit": git_commit(), "world_size": dist.get_world_size()}
         (out / "config.json").write_text(json.dumps(resolved, indent=2))
@@ -861,10 +934,7 @@ def start_wandb(cfg, rank):
     return wandb_run
 
 
-def run(cfg, rank, world, device):
-    if cfg.batch_prompts % world:
-        raise SystemExit(f"--batch-prompts {cfg.batch_prompts} must divide over {world} ranks (whole prompt groups per rank)")
-    examples = training_examples(cfg)  # before any model or engine: a bad --example fails in seconds
+def run(cfg, examples, rank, world, device):
     start_run(cfg, rank)
     tokenizer, lm, engine, policy, ref, optimizer, critic, critic_optimizer = build(cfg, rank, world, device)
     examples = training_batch(cfg, examples, tokenizer)
@@ -924,12 +994,16 @@ def run(cfg, rank, world, device):
 
 @record
 def main(argv=None):
-    cfg = parse_config(argv)
+    try:  # a user's mistake ends here, the same on every rank, before the process group exists
+        cfg = parse_config(argv)
+        examples = check_start(cfg)  # before any model or engine: a bad flag, file or folder fails in seconds
+    except UserError as e:
+        exit_user_error(e)
     import transformers
     transformers.utils.logging.disable_progress_bar()  # a bar per HF save would interleave with the loop's
     rank, world, device = setup_distributed()
     try:
-        run(cfg, rank, world, device)
+        run(cfg, examples, rank, world, device)
     except BaseException:
         if dist.is_initialized():
             dist.destroy_process_group()

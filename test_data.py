@@ -549,7 +549,8 @@ def test_rlvr_checks_the_example_before_building_anything(tmp_path):
     field), so nothing was loaded, and no run folder is created. An unknown name fails the same way."""
     sys.path.insert(0, str(REPO))
     import rlvr
-    with pytest.raises(SystemExit, match="--example pi0: unknown example 'pi0'"):
+    from model import UserError
+    with pytest.raises(UserError, match="--example pi0: unknown example 'pi0'"):
         rlvr.training_examples(rlvr.parse_config(["--example", "pi0"]))
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"problem": "2+2?", "answer": "4"}) + "\n" + json.dumps({"problem": "3+3?"}) + "\n")

@@ -7,6 +7,7 @@ The release's files and the prepared data come from conftest.py's `shared_dir` a
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -70,22 +71,54 @@ def test_protocol():
     assert ev.protocol("math500", samples=16, temperature=0.6) == (16, 0.6)
     with pytest.raises(ValueError, match="greedy needs samples = 1"):
         ev.protocol("math500", samples=8)
-    with pytest.raises(ValueError, match="ARC"):
-        ev.protocol("arc_c")
+    assert ev.protocol("arc_e") == ev.protocol("arc_c") == (1, 0.0)  # ours: greedy, as the paper's greedy sets
     with pytest.raises(ValueError, match="unknown benchmark"):
         ev.protocol("gsm8k")
 
 
 def test_average_and_table():
-    results = {b: {"accuracy": acc, "n_problems": 10, "n_samples": 10, "temperature": 0.0,
-                   **{key: None for key, _, _ in ev.COLUMNS[1:]}}
-               for b, acc in zip(SIX, [0.767, 0.208, 0.513, 0.233, 0.354, 0.197])}
-    avg, label = ev.average(results)
+    paper = [0.767, 0.208, 0.513, 0.233, 0.354, 0.197]  # the release README's R1-Distill row -> Avg 37.9
+    results = {b: {"paper_accuracy": acc, "accuracy": acc - 0.1, "n_problems": 10, "n_samples": 10,
+                   "temperature": 0.0} for b, acc in zip(SIX, paper)}
+    avg, label = ev.average(results, "paper_accuracy")
     assert label == "Avg" and avg == pytest.approx(0.37867, abs=1e-5)  # the README's row -> 37.9 (eval.md §2.4)
+    assert ev.average(results)[0] == pytest.approx(0.27867, abs=1e-5)  # our grader's column by default
     text = ev.table(results)
-    assert "| **Avg** |  |  |  | 37.9 |" in text and "| MATH500 | 10 | 1 | 0.0 | 76.7 | - |" in text
+    assert "| benchmark | problems | samples | T | acc % (paper's grader) | acc % (our grader) |" in text
+    assert "| **Avg** |  |  |  | 37.9 | 27.9 |" in text and "| MATH500 | 10 | 1 | 0.0 | 76.7 | 66.7 | - | - |" in text
+    assert text.endswith(ev.GRADER_NOTE) and "beside the paper's tables" in ev.GRADER_NOTE
+    results["arc_c"] = {"paper_accuracy": 0.9, "accuracy": 0.9, "n_problems": 10, "n_samples": 10}
+    assert ev.average(results, "paper_accuracy")[1] == "Avg"  # ARC is not part of the math average
+    assert "| ARC-C | 10 | 1 |" in ev.table(results)
     del results["aime25"]
     assert ev.average(results)[1] == "mean of 5"
+
+
+def test_pass_at_k_closed_form():
+    """The unbiased estimator 1 - C(n-c, k)/C(n, k) (Chen et al. 2021) on hand-made rows."""
+    assert ev.pass_at_k(8, 8, 1) == ev.pass_at_k(8, 8, 8) == 1.0  # all correct
+    assert ev.pass_at_k(8, 0, 1) == ev.pass_at_k(8, 0, 8) == 0.0  # none correct
+    assert ev.pass_at_k(8, 1, 8) == 1.0 and ev.pass_at_k(8, 3, 1) == pytest.approx(3 / 8)  # k = n; k = 1 is c/n
+    assert ev.pass_at_k(8, 2, 2) == pytest.approx(1 - 15 / 28)  # 1 - C(6,2)/C(8,2)
+    assert ev.pass_at_k(4, 1, 3) == pytest.approx(1 - 1 / 4)  # 1 - C(3,3)/C(4,3)
+    with pytest.raises(ValueError):
+        ev.pass_at_k(4, 5, 1)
+    rows = [{"problem": p, "correct": float(i < c)} for p, c in enumerate([8, 4, 1, 0]) for i in range(8)]
+    got = ev.pass_at_ks(rows)
+    assert list(got) == ["1", "2", "4", "8"]
+    assert got["1"] == pytest.approx(13 / 32) and got["8"] == pytest.approx(3 / 4)
+    assert got["2"] == pytest.approx((1 + (1 - 6 / 28) + (1 - 21 / 28) + 0) / 4)
+    assert ev.pass_at_ks([{"problem": p, "correct": 1.0} for p in range(3) for _ in range(6)]) == {
+        "1": 1.0, "2": 1.0, "4": 1.0, "6": 1.0}  # k = 1, 2, 4 and n = 6
+    assert ev.pass_at_ks([{"problem": 0, "correct": 1.0}]) is None  # greedy: one sample, no pass@k
+
+
+def test_choice_letter():
+    """Our grader on multiple-choice answers (ARC): a box, "answer is", else the last line; capitals only."""
+    assert ev.choice_letter("The answer is (B).") == "B" and ev.choice_letter("so \\boxed{C}") == "C"
+    assert ev.choice_letter("\\boxed{\\text{(D) a lever}}") == "D" and ev.choice_letter("A dog.\nB") == "B"
+    assert ev.choice_letter("I think a rock is right") is None  # the article "a" is not an answer
+    assert ev.choice_letter("") is None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -135,26 +168,38 @@ SAVED = [
 
 
 def test_score_only(tmp_path):
+    """Both graders on saved rows. The paper's grader reads "The answer is 0.5" (no box), grades the response cut at
+    its stop list (row 3: `\\boxed{3}`, wrong) and rescales 2700 to 27 (its percentage rule); ours does none."""
     path = tmp_path / "saved.jsonl"
     path.write_text("".join(json.dumps(row) + "\n" for row in SAVED))
     results = ev.score_files([path])
     assert results["math500"] == {
-        "benchmark": "math500", "accuracy": 0.5, "n_problems": 4, "n_samples": 4, "boxed": 0.5, "mean_tokens": 40.0,
-        "truncated": 0.5, "reflection": 0.25, "repetition": 0.25, "paper_stop": None, "paper_stop_accuracy": None}
-    assert results["amc23"]["accuracy"] == 0.5 and results["amc23"]["n_problems"] == 2
-    assert results["amc23"]["mean_tokens"] is None and results["amc23"]["truncated"] is None
+        "benchmark": "math500", "accuracy": 0.5, "paper_accuracy": 0.5, "pass_at_k": None, "paper_pass_at_k": None,
+        "n_problems": 4, "n_samples": 4, "boxed": 0.5, "mean_tokens": 40.0, "truncated": 0.5, "reflection": 0.25,
+        "repetition": 0.25, "paper_stop": None, "paper_stop_accuracy": None}
+    amc = results["amc23"]
+    assert (amc["accuracy"], amc["paper_accuracy"], amc["n_problems"]) == (0.5, 0.75, 2)
+    assert amc["pass_at_k"] == {"1": 0.5, "2": 0.5} and amc["paper_pass_at_k"] == {"1": 0.75, "2": 1.0}
+    assert amc["mean_tokens"] is None and amc["truncated"] is None
+    rows = ev.grade_rows([dict(r) for r in SAVED])
+    assert [r["paper_correct"] for r in rows] == [1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0]
+    assert [r["correct"] for r in rows] == [1.0, 0.0, 1.0, 0.0, 1.0, 1.0, 0.0, 0.0]
+    assert [r["paper_answer"] for r in rows[:3]] == ["\\frac{1}{2}", "0.5", "3"] and rows[7]["paper_answer"] is None
 
     result = run_cli("eval.py", "--score-only", path)
     assert result.returncode == 0, result.stderr
-    assert "| MATH500 | 4 | 1 | - | 50.0 | 50.0 | 40 | 50.0 | 25.0 | 25.0 | - | - |" in result.stdout
-    assert "| AMC23 | 2 | 2 | - | 50.0 | 75.0 | - | - | 0.0 | - | - | - |" in result.stdout
-    assert "| **mean of 2** |  |  |  | 50.0 |" in result.stdout
+    assert "| MATH500 | 4 | 1 | - | 50.0 | 50.0 | - | - | 50.0 | 40 | 50.0 | 25.0 | 25.0 | - | - |" in result.stdout
+    assert "| AMC23 | 2 | 2 | - | 75.0 | 50.0 | 100.0 | 50.0 | 75.0 | - | - | 0.0 | - | - | - |" in result.stdout
+    assert "| **mean of 2** |  |  |  | 62.5 | 50.0 |" in result.stdout and ev.GRADER_NOTE in result.stdout
 
 
 def test_score_only_bad_row(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps({"response": "\\boxed{1}"}) + "\n")
     with pytest.raises(ValueError, match="line 1"):
+        ev.score_files([path])
+    path.write_text(json.dumps({"response": "\\boxed{1}", "gold": "1"}) + "\n")  # no benchmark, file name "bad"
+    with pytest.raises(ValueError, match="line 1: unknown benchmark 'bad'"):
         ev.score_files([path])
 
 
@@ -204,6 +249,10 @@ def test_evaluate_avg_at_8(data_dir, tokenizer, tmp_path):
     result = ev.evaluate(engine, tokenizer, "amc23", data_dir=data_dir, limit=3, max_tokens=64, seed=5,
                          out_dir=tmp_path)
     assert result["accuracy"] == pytest.approx(13 / 24)
+    assert result["paper_accuracy"] == pytest.approx(14 / 24)  # the paper's grader sees the response cut at <|im_end|>
+    assert result["pass_at_k"] == pytest.approx({"1": 13 / 24, "2": (1 + 22 / 28 + 7 / 28) / 3, "4": (
+        1 + (1 - 1 / 70) + (1 - 35 / 70)) / 3, "8": 1.0})  # 1 - C(n-c, k)/C(n, k), per problem, averaged
+    assert result["paper_pass_at_k"]["2"] == pytest.approx((1 + 22 / 28 + 13 / 28) / 3)
     assert (result["n_problems"], result["n_samples"], result["samples"], result["temperature"]) == (3, 24, 8, 0.6)
     assert result["paper_stop"] == pytest.approx(1 / 24) and result["paper_stop_accuracy"] == pytest.approx(14 / 24)
     assert result["reflection"] == pytest.approx(13 / 24) and result["boxed"] == 1.0
@@ -224,6 +273,24 @@ def test_evaluate_avg_at_8(data_dir, tokenizer, tmp_path):
                             lambda p, i: ("", "length"))
     assert ev.evaluate(greedy, tokenizer, "math500", data_dir=data_dir, limit=2)["accuracy"] == 0.0
     assert (greedy.calls[0]["n"], greedy.calls[0]["temperature"], greedy.calls[0]["max_tokens"]) == (1, 0.0, 3072)
+
+
+def test_fewshot_demos_come_in_order_before_the_question(data_dir, tokenizer):
+    """--fewshot qwen4 (Table 16): the prompt read back from the engine holds the 4 demos, in order, then the question,
+    built as the Qwen evaluation's construct_prompt builds it for qwen25-math-cot (one user turn)."""
+    demos = ev.prepare.load_demos("qwen4", data_dir)
+    item = ev.prepare.load_benchmark("math500", data_dir)[0]
+    engine = ScriptedEngine(tokenizer, [], None)
+    engine.generate = lambda prompts, **kw: engine.calls.append(prompts) or [[Sample([], "length")] for _ in prompts]
+    result = ev.evaluate(engine, tokenizer, "math500", data_dir=data_dir, limit=1, demos=demos)
+    prompt = tokenizer.decode(engine.calls[0][0])
+    turn = "\n\n".join(d["question"] + "\n" + d["response"] for d in demos) + "\n\n" + item["question"]
+    assert prompt == ev.build_prompt(turn) == ev.TEMPLATES["qwen25-math-cot"].format(input=turn)
+    where = [prompt.index(d["question"]) for d in demos] + [prompt.rindex(item["question"])]
+    assert where == sorted(where) and prompt.count("<|im_start|>user") == 1
+    assert result["n_samples"] == 1
+    llama = ev.build_prompt("Q?", "llama", demos=demos[:2])  # other templates: one templated turn per demo
+    assert llama.count("<|start_header_id|>user") == 3 and llama.index(demos[1]["response"]) < llama.index("Q?")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -269,6 +336,9 @@ def test_cli_end_to_end(cli_run):
         assert (figures["n_samples"], figures["samples"], figures["temperature"]) == (
             len(rows), 1 if greedy else 8, 0.0 if greedy else 0.6)
         assert figures["accuracy"] == sum(r["correct"] for r in rows) / len(rows)
+        assert figures["paper_accuracy"] == sum(r["paper_correct"] for r in rows) / len(rows)
+        assert (figures["pass_at_k"] is None) == greedy and (greedy or list(figures["paper_pass_at_k"]) == [
+            "1", "2", "4", "8"])
         assert f"| {ev.NAMES[name]} | 3 | {1 if greedy else 8} |" in stdout
     assert (out / "table.md").read_text().strip() in stdout and "| **Avg** |" in stdout
 
@@ -296,11 +366,64 @@ def test_cli_data_parallel(cli_run, data_dir, tiny_model_dir, tmp_path):
     assert [key(r) for r in two] == [key(r) for r in one]  # sampled: same problems, other draws
 
 
+def test_cli_arc_fewshot_file_and_the_base_row_check(data_dir, tiny_model_dir, tmp_path):
+    """One CLI run of a tiny model saved under a base model's name: ARC prepared from an AI2-layout fixture
+    (`prepare.py --arc-source`), your own few-shot demos file, MATH500; both graders in every row, the paper's base
+    row printed beside ours and written to results.json."""
+    from test_data import write_arc_fixture
+    data = tmp_path / "data"
+    shutil.copytree(data_dir, data)
+    write_arc_fixture(tmp_path / "arc")
+    assert run_cli("data/prepare.py", "--arc-source", tmp_path / "arc", "--out", data).returncode == 0
+    model = tmp_path / "Qwen2.5-Math-1.5B"  # named like the paper's base model
+    shutil.copytree(tiny_model_dir, model)
+    demos = tmp_path / "demos.jsonl"
+    demos.write_text(json.dumps({"question": "What is 1+1?", "response": "So it is \\boxed{2}."}) + "\n")
+    out = tmp_path / "out"
+    result = run_cli("eval.py", "--model", model, "--engine", "torch", "--benchmarks", "math500,arc_e,arc_c",
+                     "--limit", 2, "--max-tokens", 8, "--data-dir", data, "--fewshot", demos, "--out", out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((out / "results.json").read_text())
+    assert list(summary["benchmarks"]) == ["math500", "arc_e", "arc_c"] and summary["config"]["fewshot"] == str(demos)
+    assert summary["avg_label"] == "mean of 1"  # ARC is not part of the math average
+    assert summary["paper_base_row"]["model"] == "qwen2.5-math-1.5b"
+    assert summary["paper_base_row"]["rows"][0]["math500"] == 36.0 and summary["paper_base_row"]["rows"][0]["avg"] == 17.6
+    assert "setup check: qwen2.5-math-1.5b is one of the paper's base models" in result.stdout
+    assert "| MATH500 | 36.0 |" in result.stdout and "| Avg | 17.6 | - | - |" in result.stdout
+    for name in ("arc_e", "arc_c"):
+        rows = read_rows(out / f"{name}.jsonl")
+        assert len(rows) == 2 and all({"paper_correct", "paper_answer", "correct", "answer"} <= set(r) for r in rows)
+        assert rows[0]["question"].startswith(ev.prepare.load_benchmark(name, data)[0]["question"])
+    assert "| ARC-E | 2 | 1 |" in result.stdout and "| ARC-C | 2 | 1 |" in result.stdout
+    qwen4 = run_cli("eval.py", "--model", model, "--engine", "torch", "--benchmarks", "math500", "--limit", 1,
+                    "--max-tokens", 4, "--data-dir", data, "--fewshot", "qwen4", "--out", tmp_path / "qwen4")
+    assert qwen4.returncode == 0, qwen4.stderr[-3000:]
+    assert json.loads((tmp_path / "qwen4" / "results.json").read_text())["config"]["fewshot"] == "qwen4"
+    # not a base model: a trained checkpoint's folder name
+    assert ev.base_model_name(tiny_model_dir) is None and ev.base_model_name("Qwen/Qwen2.5-Math-7B") == "qwen2.5-math-7b"
+
+
+def test_arc_grading_both_graders():
+    """A letter, a boxed letter, a digit-labelled item (lettered by position at preparation) and a wrong letter."""
+    rows = [{"benchmark": "arc_e", "response": "The answer is (B).", "gold": "B"},
+            {"benchmark": "arc_e", "response": "Steam is a gas, so \\boxed{B}", "gold": "B"},
+            {"benchmark": "arc_e", "response": "Insects have 6 legs.\nThe answer is C", "gold": "C"},  # label "3"
+            {"benchmark": "arc_c", "response": "The answer is (A).", "gold": "D"}]
+    graded = ev.grade_rows(rows)
+    assert [r["correct"] for r in graded] == [1.0, 1.0, 1.0, 0.0]
+    assert [r["paper_correct"] for r in graded] == [1.0, 1.0, 1.0, 0.0]
+    assert [r["answer"] for r in graded] == ["B", "B", "C", "A"]
+
+
 def test_cli_errors():
-    result = run_cli("eval.py", "--model", "m", "--benchmarks", "math500,arc_c")
-    assert result.returncode == 2 and "ARC-Easy / ARC-Challenge" in result.stderr
+    result = run_cli("eval.py", "--model", "m", "--benchmarks", "math500,arc_x")
+    assert result.returncode == 1 and result.stderr.strip() == (
+        "error: --benchmarks: unknown benchmark 'arc_x'; choose from " + ", ".join(ev.PROTOCOL))
     result = run_cli("eval.py")
-    assert result.returncode == 2 and "--model is required" in result.stderr
+    assert result.returncode == 1 and "--model is required" in result.stderr
+    result = run_cli("eval.py", "--model", "m", "--benchmarks", "arc_e", "--data-dir", "/nonexistent")
+    assert result.returncode == 1 and "ARC is a separate step: `python data/prepare.py --arc" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -311,17 +434,27 @@ def test_gold_report(data_dir):
     text, failures, verdicts = ev.gold_report(data_dir)
     assert failures == 0, text
     rows = {line.split()[0]: line.split()[1:] for line in text.splitlines()[2:8]}
-    assert rows["math500"] == ["500", "500/500", "500", "500", "500/500"]
-    assert rows["aime24"] == ["30", "30/30", "30", "29", "29/29"]  # one AIME24 solution has no box
-    assert rows["olympiadbench"] == ["675", "675/675", "675", "0", "0/0"]  # its solutions never box the answer
+    assert rows["math500"] == ["500", "500/500", "499/500", "500", "500", "500/500"]  # paper: #383 is unsolvable
+    assert rows["aime24"] == ["30", "30/30", "30/30", "30", "29", "29/29"]  # one AIME24 solution has no box
+    assert rows["minerva_math"] == ["272", "272/272", "271/272", "272", "272", "272/272"]  # paper: #139 unsolvable
+    assert rows["olympiadbench"] == ["675", "675/675", "675/675", "675", "0", "0/0"]  # solutions never box
     # The paper's pipeline cannot score these (eval.md §2.2, §7); ours grades them as a person would.
-    ours = {(name, position, answer): verdict for name, position, answer, verdict, _ in verdicts}
+    ours = {(name, position, answer): verdict for name, position, answer, verdict, _, _ in verdicts}
+    paper = {(name, position, answer): verdict for name, position, answer, _, verdict, _ in verdicts}
     assert ours[("math500", 383, "[-2,7]")] and not ours[("math500", 383, "(-2,7)")]
     assert ours[("math500", 97, "East")] and not ours[("math500", 97, "west")]
     assert ours[("math500", 257, "864")] and ours[("math500", 467, "15")]
     assert ours[("minerva_math", 139, "\\lambda_{\\text {red}} / \\sqrt{2}")]
-    assert all(verdict == right for *_, verdict, right in verdicts)
+    assert all(verdict == right for *_, verdict, _, right in verdicts)
+    # ... and the paper's grader reproduces the release's verdicts on them, wrong ones included (eval.md §2.2, §7)
+    assert not paper[("math500", 383, "[-2,7]")] and not paper[("math500", 383, "x \\in [-2,7]")]
+    assert paper[("math500", 97, "west")] and not paper[("math500", 97, "East")]
+    assert paper[("math500", 257, "864^2")] and not paper[("math500", 257, "864")]
+    assert not paper[("minerva_math", 139, "\\lambda_{\\text {red}} / \\sqrt{2}")]
+    assert paper[("olympiadbench", 19, "\\frac{3}{2}-1")] and not paper[("olympiadbench", 19, "\\frac{3m}{2}-1")]
+    assert sum(theirs != right for *_, theirs, right in verdicts) == 14
     assert reward.grade("no box: east", "\\text{east}") == 0.0  # an unboxed response never scores (paper: #97 does)
 
     result = run_cli("eval.py", "--gold-report", "--data-dir", data_dir)
-    assert result.returncode == 0 and "summary: 0 gold failures, 0 wrong verdicts" in result.stdout
+    assert result.returncode == 0 and "summary: 0 gold failures, 0 wrong verdicts of ours and 14 of the paper's" \
+        in result.stdout

@@ -127,13 +127,16 @@ def test_tiny_run_figures_hold_metrics_and_sweep(tiny_run):
     assert set(figures) == set(plot.FIGURES)
     [ax] = figures["plot_accuracy.png"].axes
     assert lines(ax) == {"training accuracy on π1": column(metrics, "reward/mean"),
-                         "MATH500 accuracy (greedy)": column(metrics, "eval/math500")}
+                         "MATH500 accuracy (greedy, paper's grader)": column(metrics, "eval/math500_paper"),
+                         "MATH500 accuracy (greedy, our grader)": column(metrics, "eval/math500")}
     axes = [a for a in figures["plot_benchmarks.png"].axes if a.get_visible()]
     assert [a.get_title() for a in axes] == [ev.NAMES[b] for b in SIX] + ["Avg (mean of the six)"]
-    for ax, name in zip(axes, SIX):
-        assert lines(ax) == {"tiny · pi1": ([2, 4], [r["accuracy"] for r in sweep if r["benchmark"] == name])}
-    avg = [sum(r["accuracy"] for r in sweep if r["step"] == s) / 6 for s in (2, 4)]
-    assert lines(axes[-1]) == {"tiny · pi1": ([2, 4], avg)}
+    for ax, name in zip(axes, SIX):  # both graders: the paper's (solid) and ours (dashed)
+        assert lines(ax) == {grader: ([2, 4], [r[key] for r in sweep if r["benchmark"] == name])
+                             for grader, key in (("paper's grader", "paper_accuracy"), ("our grader", "accuracy"))}
+    for grader, key in (("paper's grader", "paper_accuracy"), ("our grader", "accuracy")):
+        avg = [sum(r[key] for r in sweep if r["step"] == s) / 6 for s in (2, 4)]
+        assert lines(axes[-1])[grader] == ([2, 4], avg)
 
 
 def test_overlay_of_two_runs_labels_them_by_their_configs(toy_run, tiny_run, tmp_path):
@@ -144,12 +147,14 @@ def test_overlay_of_two_runs_labels_them_by_their_configs(toy_run, tiny_run, tmp
     [ax] = figures["plot_accuracy.png"].axes
     assert set(lines(ax)) == {"preset=toy, example=toy: training accuracy on toy",
                               "preset=tiny, example=pi1: training accuracy on π1",
-                              "preset=tiny, example=pi1: MATH500 accuracy (greedy)"}
+                              "preset=tiny, example=pi1: MATH500 accuracy (greedy, paper's grader)",
+                              "preset=tiny, example=pi1: MATH500 accuracy (greedy, our grader)"}
     entropy = figures["plot_entropy_length.png"].axes[0]
     assert lines(entropy) == {label: column(run["metrics"], "loss/entropy")
                               for label, run in zip(plot.labels(runs), runs)}
     math500 = figures["plot_benchmarks.png"].axes[0]
-    assert set(lines(math500)) == {"preset=tiny, example=pi1"}  # only the tiny run has a sweep
+    assert set(lines(math500)) == {"preset=tiny, example=pi1: paper's grader",
+                                   "preset=tiny, example=pi1: our grader"}  # only the tiny run has a sweep
     proc = cli(["plot.py", toy_run[0], tiny_run[0], "--out", tmp_path])
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in tmp_path.glob("*.png")) == sorted(plot.FIGURES)
@@ -188,13 +193,17 @@ def test_sweep_exports_selects_every_kth_and_the_last(tmp_path):
 
 
 def test_sweep_table_reports_last_and_best():
-    rows = [{"step": s, "benchmark": b, "accuracy": acc} for s, b, acc in
-            [(10, "math500", 0.5), (10, "aime24", 0.1), (20, "math500", 0.7), (20, "aime24", 0.0), (30, "math500", 0.6)]]
+    rows = [{"step": s, "benchmark": b, "accuracy": acc, "paper_accuracy": acc + bonus} for s, b, acc, bonus in
+            [(10, "math500", 0.5, 0.3), (10, "aime24", 0.1, 0), (20, "math500", 0.7, 0), (20, "aime24", 0.0, 0),
+             (30, "math500", 0.6, 0)]]
     series = ev.sweep_series(rows)
     assert series["avg"] == [(10, 0.3), (20, 0.35)]  # step 30 lacks aime24: no average there
-    text = ev.sweep_table(rows)
-    assert "| MATH500 | 30 | 60.0 | 20 | 70.0 |" in text and "| AIME24 | 20 | 0.0 | 10 | 10.0 |" in text
-    assert "| **mean of 2** | 20 | 35.0 | 20 | 35.0 |" in text
+    assert ev.sweep_series(rows, "paper_accuracy")["avg"] == [(10, 0.45), (20, 0.35)]
+    text = ev.sweep_table(rows)  # last step, last % (paper's, ours), best step and % per grader
+    assert "| MATH500 | 30 | 60.0 | 60.0 | 10 | 80.0 | 20 | 70.0 |" in text
+    assert "| AIME24 | 20 | 0.0 | 0.0 | 10 | 10.0 | 10 | 10.0 |" in text
+    assert "| **mean of 2** | 20 | 35.0 | 35.0 | 10 | 45.0 | 20 | 35.0 |" in text and text.endswith(ev.GRADER_NOTE)
+    assert ev.sweep_series([{"step": 1, "benchmark": "math500", "accuracy": 0.5}], "paper_accuracy")["avg"] == []
 
 
 def test_sweep_evaluates_every_export_once_and_equals_eval_py(tiny_run, data_dir, tmp_path, capsys):
@@ -206,8 +215,9 @@ def test_sweep_evaluates_every_export_once_and_equals_eval_py(tiny_run, data_dir
     ev.main(["--sweep", str(run), *SWEEP_FLAGS, "--data-dir", str(data_dir)])  # rerun: nothing left to do
     assert "2 already in sweep.jsonl, 0 to evaluate" in capsys.readouterr().out
     assert (run / "sweep.jsonl").read_bytes() == before
-    with pytest.raises(SystemExit, match="other settings"):  # never a file that mixes settings
+    with pytest.raises(SystemExit):  # never a file that mixes settings: one line, exit status 1
         ev.main(["--sweep", str(run), "--engine", "torch", "--limit", "2", "--max-tokens", "8", "--data-dir", str(data_dir)])
+    assert "other settings" in capsys.readouterr().err
 
     # Step 4 was loaded into the engine built for step 2 (load_export); eval.py --model builds it from scratch.
     export = run / "hf" / "step_000004"
