@@ -97,20 +97,3 @@ def real_model_dir():
             _convert_gguf(Path(ggufs[0].locate()), tmp)
             os.replace(tmp, final)
     return final
-
-
-@pytest.fixture(scope="session")
-def readme_runs(shared_dir, vllm_installed, tmp_path_factory):
-    """Every `<!-- ci: run -->` command of the README, in order, in a fresh checkout; returns its folder. Other
-    tests read the runs it leaves (the toy runs' learning figures)."""
-    from test_readme import blocks, fresh_checkout
-    repo = fresh_checkout(tmp_path_factory.mktemp("readme"))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    env.pop("PYTHONPATH", None)
-    for block in blocks("run"):
-        for command in block:
-            proc = subprocess.run(["bash", "-c", command], cwd=repo, env=env, capture_output=True, text=True,
-                                  timeout=900)
-            assert proc.returncode == 0, f"README command failed: {command}\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
-            assert "Traceback" not in proc.stderr, f"{command}\n{proc.stderr[-4000:]}"
-    return repo

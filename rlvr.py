@@ -192,24 +192,21 @@ def run_name(cfg):
     return "runs/" + "-".join([f"{cfg.preset}-{example}", *changed]).replace("/", "_")
 
 
-# (field, test, what it must be): flag values that cannot make a run, refused before anything is built.
+# Flag values that cannot make a run, refused before anything is built: (fields, test, what they must be).
 CHECKS = [
-    ("steps", lambda v: v >= 1, "at least 1"), ("batch_prompts", lambda v: v >= 1, "at least 1"),
-    ("samples_per_prompt", lambda v: v >= 1, "at least 1"), ("max_prompt_tokens", lambda v: v >= 1, "at least 1"),
-    ("max_response_tokens", lambda v: v >= 1, "at least 1"), ("top_p", lambda v: 0 < v <= 1, "in (0, 1]"),
-    ("lr", lambda v: v >= 0, "at least 0"), ("critic_lr", lambda v: v >= 0, "at least 0"),
-    ("grad_clip", lambda v: v > 0, "above 0"), ("critic_grad_clip", lambda v: v > 0, "above 0"),
-    ("clip_low", lambda v: v >= 0, "at least 0"), ("clip_high", lambda v: v >= 0, "at least 0"),
-    ("perturb_labels", lambda v: 0 <= v <= 1, "a fraction in [0, 1]"), ("mini_batches", lambda v: v >= 1, "at least 1"),
-    ("epochs", lambda v: v >= 1, "at least 1"), ("micro_batch_tokens", lambda v: v >= 1, "at least 1"),
-    ("logprob_chunk_tokens", lambda v: v >= 1, "at least 1"), ("eval_every", lambda v: v >= 0, "at least 0"),
-    ("eval_limit", lambda v: v >= 0, "at least 0"), ("save_every", lambda v: v >= 0, "at least 0"),
-    ("samples_every", lambda v: v >= 0, "at least 0"), ("gpu_memory_utilization", lambda v: 0 < v <= 1, "in (0, 1]"),
-    ("vllm_cpu_kv_cache_mib", lambda v: v >= 1, "at least 1"), ("vllm_sleep_level", lambda v: v in (0, 1, 2), "0, 1 or 2"),
-    ("agg", lambda v: v in L.AGG_MODES, f"one of {', '.join(L.AGG_MODES)}"),
-    ("reward", lambda v: v in ("outcome", "format"), "outcome or format"),
-    ("engine", lambda v: v in ("vllm", "torch"), "vllm or torch"), ("algo", lambda v: v in ("grpo", "ppo"), "grpo or ppo"),
-    ("dtype", lambda v: v in ("auto", "bf16", "fp32"), "auto, bf16 or fp32"),
+    (("steps", "batch_prompts", "samples_per_prompt", "max_prompt_tokens", "max_response_tokens", "mini_batches",
+      "epochs", "micro_batch_tokens", "logprob_chunk_tokens", "vllm_cpu_kv_cache_mib"), lambda v: v >= 1, "at least 1"),
+    (("lr", "critic_lr", "clip_low", "clip_high", "eval_every", "eval_limit", "save_every", "samples_every"),
+     lambda v: v >= 0, "at least 0"),
+    (("grad_clip", "critic_grad_clip"), lambda v: v > 0, "above 0"),
+    (("top_p", "gpu_memory_utilization"), lambda v: 0 < v <= 1, "in (0, 1]"),
+    (("perturb_labels",), lambda v: 0 <= v <= 1, "a fraction in [0, 1]"),
+    (("vllm_sleep_level",), lambda v: v in (0, 1, 2), "0, 1 or 2"),
+    (("agg",), lambda v: v in L.AGG_MODES, f"one of {', '.join(L.AGG_MODES)}"),
+    (("reward",), lambda v: v in ("outcome", "format"), "outcome or format"),
+    (("engine",), lambda v: v in ("vllm", "torch"), "vllm or torch"),
+    (("algo",), lambda v: v in ("grpo", "ppo"), "grpo or ppo"),
+    (("dtype",), lambda v: v in ("auto", "bf16", "fp32"), "auto, bf16 or fp32"),
 ]
 
 
@@ -227,7 +224,7 @@ def parse_config(argv=None):
     if preset not in PRESETS:
         raise UserError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     cfg = Config(**{**PRESETS[preset], **flags})
-    for field, ok, must in CHECKS:
+    for field, ok, must in ((f, ok, must) for fields, ok, must in CHECKS for f in fields):
         if not ok(getattr(cfg, field)):
             raise UserError(f"--{field.replace('_', '-')} {getattr(cfg, field)}: must be {must}")
     if cfg.temperature <= 0:  # the loss divides the logits by T; at T = 0 all G samples are one (advantage 0)
@@ -862,9 +859,8 @@ def log_line(step, m):
 
 
 def start_run(cfg, rank):
-    """Refuse to mix two runs in one folder; save the config; check that every rank sees the folder."""
+    """Save the config (check_start has refused to mix two runs in one folder); check that every rank sees it."""
     out = Path(cfg.out)
-    metrics = out / "metrics.jsonl"
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         resolved = {**dataclasses.asdict(cfg), "git_commit": git_commit(), "world_size": dist.get_world_size()}

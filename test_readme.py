@@ -45,7 +45,7 @@ if __name__ == "__main__":  # .ci/run, before anything is installed (stdlib only
 
 import pytest  # noqa: E402  (below the stdlib-only entry point above)
 
-from conftest import SHARED  # noqa: E402
+from conftest import SHARED  # noqa: E402  (below the stdlib-only entry point above: pytest imports it)
 
 
 def test_every_marked_block_is_known_and_the_quick_start_is_marked():
@@ -122,6 +122,22 @@ def fresh_checkout(tmp_path):
             shutil.copy2(REPO / name, repo / name)
     (tmp_path / "shared").mkdir()
     (tmp_path / "shared" / "data").symlink_to(SHARED)
+    return repo
+
+
+@pytest.fixture(scope="module")
+def readme_runs(shared_dir, vllm_installed, tmp_path_factory):
+    """Every `<!-- ci: run -->` command of the README, in order, in a fresh checkout; returns its folder. The tests
+    below read the runs it leaves (the toy runs' learning figures)."""
+    repo = fresh_checkout(tmp_path_factory.mktemp("readme"))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env.pop("PYTHONPATH", None)
+    for block in blocks("run"):
+        for command in block:
+            proc = subprocess.run(["bash", "-c", command], cwd=repo, env=env, capture_output=True, text=True,
+                                  timeout=900)
+            assert proc.returncode == 0, f"README command failed: {command}\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+            assert "Traceback" not in proc.stderr, f"{command}\n{proc.stderr[-4000:]}"
     return repo
 
 

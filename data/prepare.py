@@ -592,28 +592,34 @@ def _example_field(path, lineno, row, keys, what):
     return value
 
 
+def _own_rows(path, fields, what):
+    """A researcher's own jsonl file -> [{field: value}]: one JSON object per line holding exactly one of the keys
+    `fields[field]` names for each field (blank lines skipped). `what` names the rows in the empty-file message.
+    Every error names the file, the line and the field."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: file not found")
+    rows = []
+    expected = " with fields " + " and ".join("/".join(keys) for keys, _ in fields.values())
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if line.strip():
+                row = _json_object(path, lineno, line, expected)
+                rows.append({field: _example_field(path, lineno, row, keys, role)
+                             for field, (keys, role) in fields.items()})
+    if not rows:
+        raise ValueError(f"{path}: no {what} (the file is empty; one JSON object per line expected)")
+    return rows
+
+
 def load_example_file(path):
     """A researcher's own examples: one JSON object per line with the problem text (field problem, question or
     prompt) and its label (answer, label or ground_truth; a string or a number). Blank lines are skipped.
     -> [{"name": "FILE[i]", "index": i, "problem", "answer"}], i = the row's 0-based position, which is also
     its key in the accuracy_history.json a run writes. Every error names the file, the line and the field."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found")
-    examples = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            row = _json_object(path, lineno, line, f" with fields {'/'.join(EXAMPLE_PROBLEM_KEYS)} and "
-                                                   f"{'/'.join(EXAMPLE_LABEL_KEYS)}")
-            problem = _example_field(path, lineno, row, EXAMPLE_PROBLEM_KEYS, "problem text")
-            answer = _example_field(path, lineno, row, EXAMPLE_LABEL_KEYS, "label")
-            index = len(examples)
-            examples.append({"name": f"{path.name}[{index}]", "index": index, "problem": problem, "answer": answer})
-    if not examples:
-        raise ValueError(f"{path}: no examples (the file is empty; one JSON object per line expected)")
-    return examples
+    rows = _own_rows(path, {"problem": (EXAMPLE_PROBLEM_KEYS, "problem text"), "answer": (EXAMPLE_LABEL_KEYS, "label")},
+                     "examples")
+    return [{"name": f"{Path(path).name}[{i}]", "index": i, **row} for i, row in enumerate(rows)]
 
 
 def load_examples(spec, data_dir=DATA_DIR):
@@ -674,21 +680,8 @@ def load_demo_file(path):
     """Few-shot demos from a jsonl file: one JSON object per line with the question (field question, problem or
     prompt) and the worked response (response, solution, completion or output), both strings, kept verbatim.
     Blank lines are skipped. -> [{"question", "response"}]. Every error names the file, the line and the field."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found")
-    demos = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            row = _json_object(path, lineno, line, f" with fields {'/'.join(DEMO_QUESTION_KEYS)} and "
-                                                   f"{'/'.join(DEMO_RESPONSE_KEYS)}")
-            demos.append({"question": _example_field(path, lineno, row, DEMO_QUESTION_KEYS, "question"),
-                          "response": _example_field(path, lineno, row, DEMO_RESPONSE_KEYS, "response")})
-    if not demos:
-        raise ValueError(f"{path}: no demos (the file is empty; one JSON object per line expected)")
-    return demos
+    return _own_rows(path, {"question": (DEMO_QUESTION_KEYS, "question"), "response": (DEMO_RESPONSE_KEYS, "response")},
+                     "demos")
 
 
 def load_demos(spec, data_dir=DATA_DIR):
