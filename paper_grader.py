@@ -6,6 +6,7 @@ thousands of rows: deduplicated and cached), `paper_extract` (the normalised pre
 reward.py's strict one; docs/graders.md says which number to use for what, and how agreement was measured.
 
     python paper_grader.py RESPONSES.jsonl BENCHMARK    # lines {"response", "answer"}: accuracy by the paper's grader
+    python paper_grader.py --bench                      # responses/s on MATH500 (after data/prepare.py)
 
 The pipeline, rebuilt from the release (ypwang61/One-Shot-RLVR at 21ed529, Qwen2.5-Eval/evaluation/; rule by rule in
 ../shared/spec/eval.md §2-§5; file:line citations below are to that folder), written anew, step for step:
@@ -1766,7 +1767,31 @@ def _grade_file(path, benchmark):
     print("accuracy by the paper's grader %.4f (%d/%d)" % (sum(verdicts) / max(1, len(rows)), sum(verdicts), len(rows)))
 
 
+def _bench(data_dir="data"):
+    """Responses/s on MATH500: every gold in four answer forms (boxed, "The answer is", a Minerva-less `$..$` then a
+    box, "final answer is"), half of them wrong, after ~1,100 characters of reasoning; cold (empty caches), then
+    warm (the same batch again)."""
+    import time
+    from data import prepare
+    forms = ("\\boxed{%s}", "The answer is %s.", "So we get $%s$ and finally \\boxed{%s}", "Thus the final answer is %s")
+    responses, golds = [], []
+    for k, item in enumerate(prepare.load_benchmark("math500", data_dir)):
+        for j, form in enumerate(forms):
+            answer = item["answer"] + ("1" if (k + j) % 2 else "")
+            responses.append("Let us compute step by step. " * 40 + form % ((answer,) * form.count("%s")))
+            golds.append(item["answer"])
+    for label in ("cold", "warm"):
+        start = time.perf_counter()
+        verdicts = paper_grade_batch(responses, golds, "math500")
+        seconds = time.perf_counter() - start
+        print(f"{label}: {len(responses)} responses in {seconds:.2f} s = {len(responses) / seconds:,.0f} responses/s "
+              f"({sum(verdicts)} right)")
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--bench"]:
+        _bench()
+        sys.exit(0)
     if len(sys.argv) != 3:
         sys.exit(__doc__)
     try:
