@@ -134,7 +134,7 @@ class Config:
     samples_every: int = 10  # append one prompt group's responses to samples.jsonl every this many steps
     wandb: str = ""  # Weights & Biases project: each metrics row, the config and the run folder ("" = off)
     out: str = ""  # output folder (default runs/<preset>-<example>)
-    resume: bool = False  # continue from the latest complete checkpoint in out/ckpt
+    resume: bool = False  # continue from the latest complete checkpoint in out/ckpt (none yet: start at step 0)
 
 
 # Every preset names a run of the paper. Values not stated here are the defaults above (the π1 script).
@@ -243,7 +243,7 @@ def check_start(cfg):
     """Everything a user can get wrong that shows before the run starts, checked the same way on every rank before
     the process group exists (so a mistake never leaves a rank waiting in a collective): the world size against
     the batch, the examples and their files, the MATH500 data for validation, the model folder, and the run
-    folder (an existing run without --resume; --resume without a checkpoint, or from another world size).
+    folder (an existing run without --resume; --resume from another world size).
     Returns the examples; raises model.UserError."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if cfg.batch_prompts % world:
@@ -259,10 +259,8 @@ def check_start(cfg):
     out = Path(cfg.out)
     if (out / "metrics.jsonl").exists() and not cfg.resume:
         raise UserError(f"{out / 'metrics.jsonl'} exists: pass --resume to continue that run, or another --out")
-    if cfg.resume:
-        done = complete_checkpoints(cfg)
-        if not done:
-            raise UserError(f"--resume: no complete checkpoint in {out / 'ckpt'} (start without --resume)")
+    done = complete_checkpoints(cfg) if cfg.resume else []
+    if done:  # --resume before the first checkpoint (a kill during steps 1..save_every) starts at step 0
         try:
             written_by = json.loads((done[-1] / "trainer.json").read_text()).get("world_size", world)
         except (OSError, json.JSONDecodeError) as e:
@@ -783,7 +781,7 @@ def complete_checkpoints(cfg):
 
 def load_checkpoint(cfg, policy, optimizer, rank, critic=None, critic_optimizer=None):
     """Restore the newest complete checkpoint; returns (step, history). Half-written ones (*.tmp) are ignored.
-    check_start has refused a missing checkpoint and another world size before the run began."""
+    check_start has refused another world size before the run began."""
     path = complete_checkpoints(cfg)[-1]
     try:
         trainer = json.loads((path / "trainer.json").read_text())
@@ -935,11 +933,14 @@ def run(cfg, examples, rank, world, device):
     tokenizer, lm, engine, policy, ref, optimizer, critic, critic_optimizer = build(cfg, rank, world, device)
     examples = training_batch(cfg, examples, tokenizer)
     out, start, history = Path(cfg.out), 0, {}
-    if cfg.resume:
+    resumed = cfg.resume and bool(complete_checkpoints(cfg))  # --resume before the first checkpoint starts over
+    if resumed:
         start, history = load_checkpoint(cfg, policy, optimizer, rank, critic, critic_optimizer)
-        if rank == 0:
-            for name in ("metrics.jsonl", "samples.jsonl"):
-                trim_rows(out / name, start)
+    if cfg.resume and rank == 0:  # the rows after the checkpoint are redone: all of them when there is none
+        if not resumed:
+            print(f"--resume: no complete checkpoint in {out / 'ckpt'} yet: starting at step 0")
+        for name in ("metrics.jsonl", "samples.jsonl"):
+            trim_rows(out / name, start if resumed else -1)
     sync_weights(policy, engine)  # the engine starts from the policy's weights; checks the name mapping once
     wandb_run = start_wandb(cfg, rank)
     def write(name, row):  # rank 0 appends; one line per row; metrics rows also go to W&B with --wandb

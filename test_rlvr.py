@@ -220,6 +220,24 @@ def test_two_nodes_resume_and_reproduce_the_one_node_run_exactly(tiny_run, data_
     assert one_rank.returncode != 0 and "written by 2 ranks, this run has 1" in one_rank.stderr
 
 
+def test_resume_before_the_first_checkpoint_starts_over_and_equals_the_straight_run(tiny_run, data_dir, tmp_path):
+    """What a kill -9 during step 2 leaves (the tiny preset checkpoints every 2 steps): config.json, step 1's rows, a
+    cut metrics row, a half-written step_000002.tmp. The same command with --resume starts at step 0, drops the
+    killed run's rows, and ends equal to the uninterrupted run (tiny_run) but for timings."""
+    run = tmp_path / "run"
+    (run / "ckpt" / "step_000002.tmp").mkdir(parents=True)
+    (run / "config.json").write_text((tiny_run / "config.json").read_text())
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 1, "reward/mean": 0.5}) + '\n{"step": 2, "rew')
+    (run / "samples.jsonl").write_text(json.dumps({"step": 1, "response": "from the killed run"}) + "\n")
+    proc = torchrun(["rlvr.py", "--preset", "tiny", "--example", "pi1", "--steps", "4", "--resume", "--out", str(run),
+                     "--data-dir", str(data_dir)], port=29627)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"--resume: no complete checkpoint in {run / 'ckpt'} yet: starting at step 0" in proc.stdout
+    assert without_timings(rows(run / "metrics.jsonl")) == without_timings(rows(tiny_run / "metrics.jsonl"))
+    assert rows(run / "samples.jsonl") == rows(tiny_run / "samples.jsonl")
+    assert sorted(p.name for p in (run / "ckpt").iterdir()) == ["step_000004"]
+
+
 def test_broken_and_half_written_checkpoints_are_never_loaded(tiny_run, data_dir, tmp_path):
     import shutil
     shutil.copytree(tiny_run, tmp_path / "run")

@@ -58,13 +58,15 @@ def assert_one_line(proc, reason, torchrun):
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory, data_dir):
-    """A bad examples file, an existing run folder, an empty data folder, and a model folder with a truncated
-    weights file."""
+    """A bad examples file, an existing run folder, a run checkpointed by one rank, an empty data folder, and a
+    model folder with a truncated weights file."""
     from model import save_hf_folder, tiny_model, tiny_tokenizer
     root = tmp_path_factory.mktemp("user_errors")
     (root / "bad.jsonl").write_text(json.dumps({"problem": "2+2?", "answer": "4"}) + "\n" + '{"problem": "3+3?"\n')
     (root / "run").mkdir()
     (root / "run" / "metrics.jsonl").write_text('{"step": 1}\n')
+    (root / "run1" / "ckpt" / "step_000002").mkdir(parents=True)
+    (root / "run1" / "ckpt" / "step_000002" / "trainer.json").write_text('{"step": 2, "world_size": 1}')
     (root / "empty").mkdir()
     tok = tiny_tokenizer()
     damaged = Path(save_hf_folder(tiny_model(tok), tok, str(root / "damaged")))
@@ -87,7 +89,7 @@ RLVR_MISTAKES = [
     ("damaged model folder", TINY + ["--model", "{damaged}"], "model.safetensors is damaged"),
     ("missing data", TINY + ["--data-dir", "{root}/empty"], "dsr_sub.jsonl not found"),
     ("world size does not divide the batch", TINY + ["--batch-prompts", "3"], "must divide over 2 ranks"),
-    ("resume without a checkpoint", TINY + ["--resume", "--out", "{root}/run"], "--resume: no complete checkpoint"),
+    ("resume with another world size", TINY + ["--resume", "--out", "{root}/run1"], "written by 1 ranks, this run has 2"),
 ]
 EVAL_MISTAKES = [
     ("no such model path", ["eval.py", "--model", "{root}/no/such/model", "--engine", "torch"], "no such folder"),
