@@ -344,8 +344,6 @@ def shard(module, device, mp_dtype=None, offload=False):
     return module
 
 
-
-
 def broadcast_buffers(module, full, device):
     """Every buffer of `module` (e.g. after to_empty: uninitialised) := rank 0's value of it in `full` (None on
     other ranks), on `device`, in `module`'s buffer dtype (fp32 RoPE frequencies stay fp32). Buffers are not in a
