@@ -514,11 +514,8 @@ def score_files(paths):
         for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
             if not line.strip():
                 continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path} line {lineno}: not valid JSON ({e.msg})") from e
-            if not isinstance(row, dict) or not isinstance(row.get("response"), str) or "gold" not in row:
+            row = prepare._json_object(path, lineno, line)  # names the file and line of bad JSON
+            if not isinstance(row.get("response"), str) or "gold" not in row:
                 raise ValueError(f"{path} line {lineno}: a row needs a string 'response' and a 'gold'")
             row["benchmark"] = row.get("benchmark") or Path(path).stem
             if row["benchmark"] not in PROTOCOL:

@@ -36,7 +36,6 @@ Where this file can differ from the release (all measured in docs/graders.md: 99
 """
 import cmath
 import functools
-import json
 import math
 import re
 import sys
@@ -1751,16 +1750,14 @@ def paper_grade_batch(responses, golds, benchmark, workers=None):
 
 
 def _grade_file(path, benchmark):
+    from data import prepare
     rows = []
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path} line {n}: not JSON ({exc.msg})") from exc
-            if not isinstance(row, dict) or "response" not in row or "answer" not in row:
+            row = prepare._json_object(path, n, line)  # names the file and line of bad JSON
+            if "response" not in row or "answer" not in row:
                 raise ValueError(f"{path} line {n}: needs fields response and answer")
             rows.append(row)
     verdicts = paper_grade_batch([r["response"] for r in rows], [str(r["answer"]) for r in rows], benchmark)
