@@ -31,6 +31,8 @@ estimator clamped to ±10, the entropy bonus with its gradient, and all log-prob
 For PPO, as verl: the reward on the last response token, whitening over all response tokens of the batch
 (mean, unbiased variance, rsqrt(var + 1e-8)) and ½·max of the clipped and unclipped squared errors.
 """
+import math
+
 import torch
 
 AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm")
@@ -204,8 +206,10 @@ def policy_loss(logp, old_logp, ref_logp, adv, mask, *, clip_low=0.2, clip_high=
         per_token = {"pg": pg, "clip_frac": (pg_clipped > pg_plain).to(pg.dtype), "ratio_mean": ratio,
                      "kl": kl, "entropy": entropy}
         stats = {k: aggregate(v, mask, agg, **counts) for k, v in per_token.items() if v is not None}
-        valid_ratio = ratio[mask] if mask.any() else ratio.new_ones(1)
-        stats["ratio_max"], stats["ratio_min"] = valid_ratio.max(), valid_ratio.min()
+        # extremes over the response tokens (1 when there are none), on the device: no host sync per micro-batch
+        inf, one, some = ratio.new_tensor(math.inf), ratio.new_tensor(1.0), mask.any()
+        stats["ratio_max"] = torch.where(some, torch.where(mask, ratio, -inf).max(), one)
+        stats["ratio_min"] = torch.where(some, torch.where(mask, ratio, inf).min(), one)
     return loss, {k: v.detach() for k, v in stats.items()}
 
 

@@ -164,6 +164,16 @@ def test_gradient_at_ratio_one_is_minus_adv_over_num_tokens():
     assert stats["clip_frac"].item() == 0 and stats["ratio_max"].item() == 1 and stats["ratio_min"].item() == 1
 
 
+def test_ratio_extremes_cover_response_tokens_only_and_are_1_without_any():
+    old = torch.zeros(2, 3, dtype=F64)
+    logp = torch.log(torch.tensor([[1.2, 0.5, 9.0], [0.9, 0.01, 1.1]], dtype=F64))  # 9.0 and 0.01 are padding
+    mask = torch.tensor([[1, 1, 0], [1, 0, 1]], dtype=torch.bool)
+    _, stats = policy_loss(logp, old, None, torch.ones(2, dtype=F64), mask, kl_coef=0, entropy_coef=0)
+    assert stats["ratio_max"].item() == pytest.approx(1.2) and stats["ratio_min"].item() == pytest.approx(0.5)
+    _, stats = policy_loss(logp, old, None, torch.ones(2, dtype=F64), torch.zeros_like(mask), kl_coef=0, entropy_coef=0)
+    assert stats["ratio_max"].item() == 1 and stats["ratio_min"].item() == 1
+
+
 def test_masked_tokens_get_exactly_zero_gradient_even_with_garbage():
     logp, old_logp, ref_logp, entropy, adv, mask = random_batch(seed=1)
     garbage = torch.tensor([float("inf"), float("-inf"), float("nan")], dtype=F64)
