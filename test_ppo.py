@@ -1,10 +1,8 @@
 """Tests for PPO with a critic (CPU) and for the layout of the code: the critic's update is identical across world
-sizes and micro-batch budgets, the toy task learns with PPO through both engines, a PPO run resumes exactly; no
-import cycle among the project's files, and the training path's line budget. The PPO loss math is tested in
-test_loss.py. This file is also the torchrun worker of the parity test (`torchrun ... test_ppo.py parity OUT`)."""
+sizes and micro-batch budgets, the toy task learns with PPO, a PPO run resumes exactly (through vLLM too:
+test_vllm.py); no import cycle among the project's files, and the training path's line budget. The PPO loss math
+is tested in test_loss.py. This file is also the torchrun worker of the parity test (`torchrun ... test_ppo.py parity OUT`)."""
 import ast
-import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -164,17 +162,7 @@ def test_toy_preset_learns_with_ppo_within_5_minutes(tmp_path):
     check_learns(proc, tmp_path, start)
 
 
-def test_ppo_through_vllm(vllm_installed, tmp_path):
-    """PPO with the critic through vLLM: the engine samples with the weights each step's sync gives it (the logp
-    gap stays at fp32 noise) and the critic's figures are there. Learning is the torch-engine test's above (it is
-    the same loop; the engine's own learning run is the README's `--preset toy --engine vllm`)."""
-    proc = torchrun(["rlvr.py", "--preset", "toy-ppo", "--engine", "vllm", "--steps", "4", "--out", str(tmp_path)],
-                    port=29656, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    metrics = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert len(metrics) == 4 and all(CRITIC_KEYS <= m.keys() for m in metrics)
-    assert max(m["sync/logp_gap"] for m in metrics) < 1e-4
-    assert all(math.isfinite(m["critic/vf_loss"]) and m["critic/vf_clipfrac"] == 0 for m in metrics)
+# PPO through vLLM (critic figures, logp gap, exact resume): test_vllm.py::test_ppo_through_vllm_resumes_exactly.
 
 
 def test_ppo_resume_reproduces_the_uninterrupted_run_exactly(tmp_path):

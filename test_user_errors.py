@@ -108,11 +108,27 @@ def fill(args, folders):
     return out
 
 
-def test_each_mistake_under_torchrun_is_one_line_from_rank_0(folders):
-    """Each mistake under `torchrun --nproc_per_node=2`: status != 0, `error: <reason>` exactly once, as the last
-    line of ours, no traceback of ours, no connection reset, rank 0's exit status 1 named as the root cause."""
-    cases = RLVR_MISTAKES + EVAL_MISTAKES[-1:]  # eval.py's checks are the same functions: one case under torchrun
-    with ThreadPoolExecutor(3) as pool:  # mostly imports; three launches at a time keep this under a minute
+@pytest.mark.parametrize("what, args, reason", RLVR_MISTAKES, ids=[case[0] for case in RLVR_MISTAKES])
+def test_each_mistake_is_caught_before_the_process_group(folders, monkeypatch, what, args, reason):
+    """What rlvr.main does on every rank before the process group exists (parse_config, check_start), here in this
+    process as a rank of 2 would run it: each mistake raises UserError with its reason. How that error reaches the
+    user under torchrun (one line, from rank 0) is the next test's, on a few of these."""
+    import rlvr
+    from model import UserError
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(UserError) as error:
+        rlvr.check_start(rlvr.parse_config(fill(args, folders)[1:]))
+    assert reason in str(error.value)
+
+
+def test_mistakes_under_torchrun_are_one_line_from_rank_0(folders):
+    """Under `torchrun --nproc_per_node=2`: status != 0, `error: <reason>` exactly once, as the last line of ours, no
+    traceback of ours, no connection reset, rank 0's exit status 1 named as the root cause. One case of each
+    kind: a bad flag (parse_config), a bad file (check_start), one that depends on the world size, and eval.py's."""
+    cases = [case for case in RLVR_MISTAKES if case[0] in ("negative steps", "bad data file",
+                                                             "resume with another world size")] + EVAL_MISTAKES[-1:]
+    assert len(cases) == 4
+    with ThreadPoolExecutor(len(cases)) as pool:  # mostly imports: all at once keeps this near 20 s
         procs = list(pool.map(lambda case: launch(fill(case[1], folders), torchrun=True), cases))
     for (what, _, reason), proc in zip(cases, procs):
         try:
