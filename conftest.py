@@ -21,7 +21,7 @@ SHARED = Path(os.environ.get("RLVR_SHARED_DATA") or REPO.parent / "shared" / "da
 # longest first, so that the two workers finish together instead of one running the README's commands alone at
 # the end. Within a file the order is unchanged (module fixtures run once).
 SLOWEST_FIRST = ("test_rlvr.py", "test_real_model.py", "test_readme.py", "test_vllm.py", "test_plot.py", "test_eval.py",
-                 "test_ppo.py")
+                 "test_ppo.py", "test_user_errors.py", "test_rollout.py")
 
 
 def pytest_collection_modifyitems(items):
