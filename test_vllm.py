@@ -234,15 +234,18 @@ def test_vllm_sleep_mode_on_cpu_is_a_clear_error_at_start(tmp_path):
     assert proc.returncode == 1 and proc.stderr == "error: --vllm-sleep-level 1: vLLM has no sleep mode on CPU; use 0\n"
 
 
-def test_ppo_through_vllm_resumes_exactly(vllm_installed, tmp_path):
-    """PPO with its critic through vLLM, 4 steps straight and 2 + --resume to 4: the resumed run equals the straight
-    one row for row (the engine's seeds and weights come back with the checkpoint), the engine samples with the
-    weights each step's sync gives it (the logp gap stays at fp32 noise), and the critic's figures are there.
-    GRPO's resume is test_rlvr.py's (the same checkpoint code); learning through vLLM is the README's bf16 toy."""
+def test_ppo_through_vllm_resumes_exactly(vllm_installed, data_dir, tmp_path):
+    """PPO with its critic through vLLM, 4 steps straight and 2 + --resume to 4, validating on MATH500 through the
+    engine every 2 steps: the resumed run equals the straight one row for row (the engine's seeds and weights come
+    back with the checkpoint), the engine samples with the weights each step's sync gives it (the logp gap stays at
+    fp32 noise), and the critic's figures are there. GRPO's resume is test_rlvr.py's (the same checkpoint code);
+    learning through vLLM is the README's bf16 toy."""
     from test_ppo import CRITIC_KEYS
-    a = resumed_equals_straight(["rlvr.py", "--preset", "toy-ppo", "--engine", "vllm", "--save-every", "2"], tmp_path,
-                                (29644, 29645, 29646))
+    common = ["rlvr.py", "--preset", "toy-ppo", "--engine", "vllm", "--save-every", "2", "--eval-every", "2",
+              "--eval-limit", "4", "--data-dir", str(data_dir)]
+    a = resumed_equals_straight(common, tmp_path, (29644, 29645, 29646))
     assert all(CRITIC_KEYS <= m.keys() and m["sync/logp_gap"] < 1e-4 for m in a)
+    assert [m["step"] for m in a if "eval/math500" in m and "eval/math500_paper" in m] == [2, 4]
     assert all(math.isfinite(m["critic/vf_loss"]) and m["critic/vf_clipfrac"] == 0 for m in a)
     assert (tmp_path / "a" / "hf" / "step_000004" / "config.json").is_file()
 
