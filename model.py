@@ -35,10 +35,11 @@ QWEN_MATH_CHAT_TEMPLATE = (
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
 )
 
-# The toy task's tokens: its boxed answers, and the prompt's fixed text (the template's system turn, roles and the
-# training suffix, data/prepare.py's PROMPT_SUFFIX) as whole tokens, as a real BPE vocabulary merges them: the toy
-# prompt is then 17 tokens instead of 183 bytes, and a toy step ~5x cheaper (bf16 matmuls on a CPU without AVX-512
-# are 20-30x slower than fp32: docs/gpu.md).
+# The toy task's tokens: its boxed answers, and the prompt's fixed text as whole tokens, as a real BPE vocabulary
+# merges them: the template's system turn and roles, the toy question's "What is ", and the training suffix
+# (data/prepare.py's PROMPT_SUFFIX). The toy prompt is then 17 tokens instead of 183 bytes, and a toy step 3-6x
+# cheaper (measured: fp32 0.76 s -> 0.24 s; bf16 training 4.1 s -> 0.69 s, where bf16 matmuls on a CPU without
+# AVX-512 are 20-30x slower than fp32: docs/gpu.md).
 TOY_TOKENS = [f"\\boxed{{{d}}}" for d in range(10)] + [
     "system\nPlease reason step by step, and put your final answer within \\boxed{}.", "user\nWhat is ",
     " Let's think step by step and output the final answer within \\boxed{}.", "assistant\n"]
